@@ -1,0 +1,1 @@
+"""GhostTalk: anonymous browser voice chat served by a Python Selective Forwarding Unit."""

@@ -1,0 +1,3 @@
+from ghosttalk.cli import main
+
+raise SystemExit(main())

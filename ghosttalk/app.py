@@ -1,0 +1,73 @@
+"""The aiohttp application factory: state, routes and the media lifecycle in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ghosttalk.admin import setup_admin
+from ghosttalk.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN, STARTED_AT
+from ghosttalk.bans import BanList
+from ghosttalk.config import Config
+from ghosttalk.eventlog import EventLog
+from ghosttalk.metrics import Metrics, setup_metrics
+from ghosttalk.pages import setup_pages
+from ghosttalk.rooms import RoomManager
+from ghosttalk.security import security_headers
+from ghosttalk.signaling import CONNECTIONS, ConnectionCounter, websocket_handler
+from ghosttalk.version import commit, version
+
+
+async def healthz(request: web.Request) -> web.Response:
+    body = {"status": "ok", "version": version(), "commit": commit()}
+    if request.app[SHUTTING_DOWN].is_set():
+        return web.json_response({**body, "status": "shutting down"}, status=503)
+    return web.json_response(body)
+
+
+async def _media(app: web.Application) -> AsyncIterator[None]:
+    rooms = app[ROOMS]
+    await rooms.start()
+    yield
+    await rooms.close()
+    app[EVENTS].close()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    # Runs before connections are torn down: refuse new joins and tell everyone while sockets still work.
+    app[SHUTTING_DOWN].set()
+    await app[ROOMS].close()
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the application. Loading the ban list may raise ``BanFileError``, which stops startup."""
+    app = web.Application(middlewares=[security_headers])
+    events = EventLog(config.log_file)
+    bans = BanList(config.ban_file)
+    bans.load()
+    rooms: RoomManager
+    metrics = Metrics(live=lambda: rooms.live_stats())
+    rooms = RoomManager(config, events, metrics)
+
+    app[CONFIG] = config
+    app[EVENTS] = events
+    app[BANS] = bans
+    app[METRICS] = metrics
+    app[ROOMS] = rooms
+    app[CONNECTIONS] = ConnectionCounter()
+    app[SHUTTING_DOWN] = asyncio.Event()
+    app[STARTED_AT] = time.time()
+    app[ADMIN_KEY] = config.admin_key or secrets.token_urlsafe(24)
+
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/healthz", healthz)
+    setup_pages(app)
+    setup_admin(app)
+    setup_metrics(app)
+    app.cleanup_ctx.append(_media)
+    app.on_shutdown.append(_on_shutdown)
+    return app

@@ -1,0 +1,287 @@
+"""A headless GhostTalk participant that joins exactly as the page does.
+
+It speaks the signaling contract, offers one send-receive audio transceiver, answers the server's offers,
+answers heartbeat pings, and reads and writes raw RTP (no jitter buffer): the integration tests, the
+benchmark and ``ghosttalk join`` are built on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.sdp import SessionDescription
+
+from ghosttalk.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
+from ghosttalk.media.aiortc_adapter import negotiated_payload_type, srtp_writer, tap_rtp
+from ghosttalk.media.outbound import IdleAudioTrack
+from ghosttalk.media.rtp import build_rtp, parse_rtp
+
+
+class JoinError(Exception):
+    """The server refused the join (HTTP status before the upgrade, or an ``error`` such as Room full)."""
+
+
+@dataclass(slots=True)
+class ReceivedPacket:
+    arrival: float  # time.time() at arrival, comparable with a sender's clock on the same machine
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class RemotePeer:
+    id: str
+    name: str
+    muted: bool
+
+
+@dataclass
+class ClientOptions:
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    relay_only: bool = False
+    # Keep every received packet (tests, join --record); the benchmark turns this off and uses on_packet.
+    keep_packets: bool = True
+    decode: bool = False
+    answer_heartbeat: bool = True
+
+
+def ws_url(base_url: str, room: str, name: str) -> str:
+    scheme, netloc, _, _, _ = urlsplit(base_url)
+    ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+    return urlunsplit((ws_scheme, netloc, "/ws", urlencode({"room": room, "name": name}), ""))
+
+
+def _ssrc_owners(sdp: str) -> dict[int, str]:
+    """SSRC -> MediaStream id (the speaker's peer id) for every m-section the server sends on."""
+    owners: dict[int, str] = {}
+    for media in SessionDescription.parse(sdp).media:
+        if media.direction not in ("sendonly", "sendrecv") or not media.msid:
+            continue
+        stream_id = media.msid.split()[0]
+        for ssrc in media.ssrc:
+            owners[ssrc.ssrc] = stream_id
+    return owners
+
+
+class Client:
+    def __init__(self, base_url: str, room: str, name: str, options: ClientOptions | None = None) -> None:
+        self.url = ws_url(base_url, room, name)
+        self.room = room
+        self.name = name
+        self.options = options or ClientOptions()
+        self.self_id: str | None = None
+        self.peers: dict[str, RemotePeer] = {}
+        self.messages: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.received: dict[str, list[ReceivedPacket]] = {}
+        self.on_packet: Callable[[str, ReceivedPacket], None] | None = None
+        self.closed_reason: str | None = None
+        self.pc: RTCPeerConnection | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._owners: dict[int, str] = {}
+        self._decoders: dict[str, OpusStreamDecoder] = {}
+        self._write: Callable[[bytes], None] | None = None
+        self._payload_type = 96
+        self._ssrc = 0
+        self._sequence_number = random.randrange(32768)
+        self._timestamp = random.getrandbits(32)
+        self._transceiver: Any = None
+
+    # Joining.
+
+    async def connect(self, timeout: float = 20.0) -> Client:
+        """Join, negotiate, and return once media is connected. Raises :class:`JoinError`."""
+        self._session = aiohttp.ClientSession()
+        try:
+            self._ws = await self._session.ws_connect(self.url, heartbeat=30)
+        except aiohttp.WSServerHandshakeError as exc:
+            await self._session.close()
+            raise JoinError(f"HTTP {exc.status}: {exc.message}") from None
+        self._reader = asyncio.create_task(self._read())
+        try:
+            await self.wait_for(lambda: self.self_id is not None, timeout)
+            await self._offer()
+            await self.wait_for(lambda: self._write is not None, timeout)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    def _configuration(self) -> RTCConfiguration:
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in self.options.ice_servers
+        ]
+        return RTCConfiguration(
+            iceServers=servers,
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY if self.options.relay_only else RTCIceTransportPolicy.ALL,
+        )
+
+    async def _offer(self) -> None:
+        self.pc = pc = RTCPeerConnection(self._configuration())
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+        self._transceiver = pc.addTransceiver(IdleAudioTrack(), direction="sendrecv")
+        self._ssrc = self._transceiver.sender._ssrc
+        await pc.setLocalDescription(await pc.createOffer())
+        tap_rtp(self._transceiver.receiver.transport, self._on_rtp)
+        await self.send({"type": "offer", "sdp": pc.localDescription.sdp})
+
+    def _on_connection_state(self) -> None:
+        assert self.pc is not None
+        if self.pc.connectionState == "connected":
+            self._write = srtp_writer(self._transceiver.receiver.transport)
+            self._notify()
+        elif self.pc.connectionState == "failed":
+            self.closed_reason = "ICE or DTLS failed"
+            self._notify()
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != "heartbeat":
+            return
+
+        def on_message(message: object) -> None:
+            if message == "ping" and self.options.answer_heartbeat:
+                channel.send("pong")
+
+        channel.on("message", on_message)
+
+    # Signaling.
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(orjson.dumps(message).decode())
+
+    async def send_raw(self, data: str | bytes) -> None:
+        """Send a frame as is (tests of bad input)."""
+        assert self._ws is not None
+        if isinstance(data, bytes):
+            await self._ws.send_bytes(data)
+        else:
+            await self._ws.send_str(data)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for frame in self._ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                message = orjson.loads(frame.data)
+                self.messages.append(message)
+                await self._handle(message)
+                self._notify()
+        finally:
+            self.closed_reason = self.closed_reason or f"socket closed ({self._ws.close_code})"
+            self._notify()
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "room_state":
+            self.self_id = message["self_id"]
+            self.peers = {p["id"]: RemotePeer(p["id"], p["name"], p["muted"]) for p in message["peers"]}
+        elif kind == "peer_join" or kind == "peer_update":
+            p = message["peer"]
+            self.peers[p["id"]] = RemotePeer(p["id"], p["name"], p["muted"])
+        elif kind == "peer_leave":
+            self.peers.pop(message["peer_id"], None)
+        elif kind == "error":
+            self.errors.append(message["message"])
+        elif kind == "answer" and self.pc is not None:
+            await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))
+            self._payload_type = negotiated_payload_type(self._transceiver) or self._payload_type
+        elif kind == "offer" and self.pc is not None:
+            await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
+            self._owners = _ssrc_owners(message["sdp"])
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds, re-checked on every message and state change (and every 50 ms)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.closed_reason and self._reader is not None and self._reader.done():
+                raise JoinError(self.errors[-1] if self.errors else self.closed_reason)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("condition not met in time")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+
+    # Media.
+
+    def _on_rtp(self, data: bytes) -> None:
+        packet = parse_rtp(data)
+        if packet is None:
+            return
+        owner = self._owners.get(packet.ssrc, f"ssrc:{packet.ssrc}")
+        received = ReceivedPacket(time.time(), packet.sequence_number, packet.timestamp, packet.ssrc, packet.payload)
+        if self.options.keep_packets:
+            self.received.setdefault(owner, []).append(received)
+        if self.options.decode:
+            self._decoders.setdefault(owner, OpusStreamDecoder()).decode(packet.payload, packet.timestamp)
+        if self.on_packet is not None:
+            self.on_packet(owner, received)
+
+    def send_rtp(self, payload: bytes, timestamp: int | None = None, marker: int = 0) -> None:
+        """Send one RTP packet with ``payload`` as is; the timestamp advances 20 ms unless given."""
+        if self._write is None:
+            raise RuntimeError("media is not connected")
+        self._timestamp = timestamp if timestamp is not None else (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        self._write(build_rtp(marker, self._payload_type, self._sequence_number, self._timestamp, self._ssrc, payload))
+        self._sequence_number = (self._sequence_number + 1) & 0xFFFF
+
+    async def play(self, pcm: Pcm) -> None:
+        """Encode ``pcm`` to Opus and send it in real time, 50 packets per second."""
+        payloads = await asyncio.get_running_loop().run_in_executor(None, encode_opus, pcm)
+        start = time.monotonic()
+        for index, payload in enumerate(payloads):
+            delay = start + index * FRAME_SECONDS - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.send_rtp(payload)
+
+    def pcm(self, speaker_id: str) -> Pcm:
+        """Decoded audio received from ``speaker_id`` (needs ``decode=True``)."""
+        decoder = self._decoders.get(speaker_id)
+        if decoder is None:
+            return OpusStreamDecoder().pcm()
+        return decoder.pcm()
+
+    def speakers(self) -> set[str]:
+        return set(self.received)
+
+    async def mute(self, muted: bool) -> None:
+        await self.send({"type": "mute", "muted": muted})
+
+    async def close(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self.pc is not None:
+            await self.pc.close()
+        if self._session is not None:
+            await self._session.close()

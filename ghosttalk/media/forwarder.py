@@ -1,0 +1,240 @@
+"""The forwarding path: one ingress parse per packet, fanned out to every receiver, never decoded.
+
+Per ingress packet: SRTP unprotect, one header parse, then for each outbound stream a fresh 12-byte header
+(the receiver's SSRC, payload type, sequence number and timestamp) in front of the unchanged payload bytes.
+Packets wait in a bounded per-receiver queue (oldest dropped first) until the end of the event-loop turn,
+when every queue is protected and written to the shared socket in one pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pylibsrtp
+from aiortc import RTCRtpSender
+from aiortc.clock import current_ntp_time
+
+from ghosttalk.media.aiortc_adapter import Address, ReceiverStatistics, update_sender_report
+from ghosttalk.media.rtp import RTP_HEADER, RTP_VERSION_BITS, RtpView, parse_rtp
+
+# 64 packets is over a second of one speaker at 50 packets/s, and 7 packets of each of 9 speakers.
+EGRESS_QUEUE_PACKETS = 64
+# Above this many bytes waiting in the socket's user-space buffer, we stop writing for a moment and let
+# the per-receiver queues absorb (and shed) the excess instead of growing one unbounded shared buffer.
+SOCKET_BACKLOG_BYTES = 256 * 1024
+OPUS_CLOCK_RATE = 48000
+
+
+@dataclass(slots=True)
+class ForwardingCounters:
+    """Plain counters on the hot path; metrics and the benchmark read them."""
+
+    packets_in: int = 0
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    packets_dropped: int = 0
+
+
+class Forwarder:
+    """Owns the egress queues that have something to send and flushes them once per loop turn."""
+
+    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+        self.transport = transport
+        self.counters = ForwardingCounters()
+        self._pending: list[EgressSink] = []
+        self._flush_handle: asyncio.Handle | None = None
+
+    def schedule(self, sink: EgressSink) -> None:
+        self._pending.append(sink)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_handle = None
+        transport = self.transport
+        if transport.get_write_buffer_size() > SOCKET_BACKLOG_BYTES:
+            self._flush_handle = asyncio.get_running_loop().call_later(0.002, self.flush)
+            return
+        pending, self._pending = self._pending, []
+        counters = self.counters
+        sendto = transport.sendto
+        for sink in pending:
+            sink.scheduled = False
+            queue, protect, addr = sink.queue, sink.protect, sink.addr
+            while queue:
+                packet = queue.popleft()
+                try:
+                    data = protect(packet)
+                except pylibsrtp.Error:
+                    counters.packets_dropped += 1
+                    continue
+                sendto(data, addr)
+                counters.packets_forwarded += 1
+                counters.bytes_forwarded += len(data)
+
+    def cancel(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+
+
+class EgressSink:
+    """Everything that leaves towards one receiving peer: its SRTP session, address and queue."""
+
+    __slots__ = ("addr", "forwarder", "protect", "queue", "scheduled")
+
+    def __init__(self, forwarder: Forwarder, protect: Callable[[bytes], bytes], addr: Address) -> None:
+        self.forwarder = forwarder
+        self.protect = protect
+        self.addr = addr
+        self.queue: deque[bytes] = deque(maxlen=EGRESS_QUEUE_PACKETS)
+        self.scheduled = False
+
+    def put(self, packet: bytes) -> None:
+        queue = self.queue
+        if len(queue) == EGRESS_QUEUE_PACKETS:
+            self.forwarder.counters.packets_dropped += 1
+        queue.append(packet)
+        if not self.scheduled:
+            self.scheduled = True
+            self.forwarder.schedule(self)
+
+    def close(self) -> None:
+        self.queue.clear()
+
+
+@dataclass(slots=True)
+class StreamPosition:
+    """Where an outbound stream's numbering stands, so that a new source continues it seamlessly."""
+
+    sequence_number: int
+    timestamp: int
+    wall_time: float
+
+    @classmethod
+    def random(cls) -> StreamPosition:
+        # Like aiortc, start sequence numbers in the lower half so SRTP's rollover logic has room.
+        return cls(random.randrange(32768), random.getrandbits(32), time.monotonic())
+
+
+class OutboundStream:
+    """One speaker's voice towards one receiver, on a send-only transceiver of the receiver's connection.
+
+    Sequence numbers and timestamps are the speaker's plus a constant offset, so losses and Opus DTX gaps
+    keep their spacing; the offset is recomputed only when the source changes (a new speaker SSRC, or the
+    transceiver reused for another person), continuing from where the stream stood.
+    """
+
+    __slots__ = (
+        "last_sequence_number",
+        "last_timestamp",
+        "last_wall_time",
+        "octets",
+        "packets",
+        "payload_type",
+        "sender",
+        "sequence_offset",
+        "sink",
+        "source_ssrc",
+        "ssrc",
+        "timestamp_offset",
+    )
+
+    def __init__(self, sender: RTCRtpSender, payload_type: int, sink: EgressSink, start: StreamPosition) -> None:
+        self.sender = sender
+        self.ssrc: int = sender._ssrc
+        self.payload_type = payload_type
+        self.sink = sink
+        self.source_ssrc: int | None = None
+        self.sequence_offset = 0
+        self.timestamp_offset = 0
+        self.last_sequence_number = start.sequence_number
+        self.last_timestamp = start.timestamp
+        self.last_wall_time = start.wall_time
+        self.packets = 0
+        self.octets = 0
+
+    def position(self) -> StreamPosition:
+        return StreamPosition(self.last_sequence_number, self.last_timestamp, self.last_wall_time)
+
+    def _rebase(self, packet: RtpView, now: float) -> None:
+        elapsed = max(now - self.last_wall_time, 0.02)
+        self.sequence_offset = (self.last_sequence_number + 1 - packet.sequence_number) & 0xFFFF
+        next_timestamp = self.last_timestamp + int(elapsed * OPUS_CLOCK_RATE)
+        self.timestamp_offset = (next_timestamp - packet.timestamp) & 0xFFFFFFFF
+        self.source_ssrc = packet.ssrc
+
+    def forward(self, packet: RtpView, now: float, ntp: int) -> None:
+        if packet.ssrc != self.source_ssrc:
+            self._rebase(packet, now)
+        sequence_number = (packet.sequence_number + self.sequence_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self.timestamp_offset) & 0xFFFFFFFF
+        self.last_sequence_number = sequence_number
+        self.last_timestamp = timestamp
+        self.last_wall_time = now
+        self.packets += 1
+        self.octets += len(packet.payload)
+        update_sender_report(self.sender, self.packets, self.octets, timestamp, ntp)
+        self.sink.put(
+            RTP_HEADER.pack(
+                RTP_VERSION_BITS, packet.marker | self.payload_type, sequence_number, timestamp, self.ssrc
+            )
+            + packet.payload
+        )
+
+
+class Speaker:
+    """One peer's incoming audio and the outbound streams it feeds."""
+
+    __slots__ = ("counters", "payload_types", "statistics", "streams", "unprotect")
+
+    def __init__(self, counters: ForwardingCounters) -> None:
+        self.counters = counters
+        self.streams: list[OutboundStream] = []
+        self.statistics: ReceiverStatistics | None = None
+        self.payload_types: frozenset[int] = frozenset()
+        self.unprotect: Callable[[bytes], bytes] | None = None
+
+    def bind(
+        self, unprotect: Callable[[bytes], bytes], statistics: ReceiverStatistics, payload_types: frozenset[int]
+    ) -> None:
+        """Start accepting packets once the speaker's DTLS-SRTP and audio transceiver are ready."""
+        self.unprotect = unprotect
+        self.statistics = statistics
+        self.payload_types = payload_types
+
+    def on_srtp(self, data: bytes) -> None:
+        unprotect = self.unprotect
+        if unprotect is None:
+            return
+        try:
+            plain = unprotect(data)
+        except pylibsrtp.Error:
+            self.counters.packets_dropped += 1
+            return
+        self.on_rtp(plain)
+
+    def on_rtp(self, data: bytes) -> None:
+        packet = parse_rtp(data)
+        if packet is None or packet.payload_type not in self.payload_types:
+            self.counters.packets_dropped += 1
+            return
+        self.counters.packets_in += 1
+        statistics = self.statistics
+        if statistics is not None:
+            statistics.add(packet.ssrc, packet.sequence_number, packet.timestamp)
+        streams = self.streams
+        if streams:
+            now = time.monotonic()
+            ntp = current_ntp_time()
+            for stream in streams:
+                stream.forward(packet, now, ntp)
+
+    def close(self) -> None:
+        self.unprotect = None
+        self.streams.clear()

@@ -1,0 +1,340 @@
+"""One person's WebRTC connection on the server: negotiation, trickled candidates, heartbeat, forwarding.
+
+Negotiation follows DESIGN.md: the browser offers first (one send-receive audio transceiver) and we answer;
+afterwards we offer whenever send-only transceivers come or go (bursts coalesced into one offer). We are
+the impolite side: a browser offer that collides with ours is dropped, the browser rolls back and answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from ghosttalk.media.aiortc_adapter import (
+    ReceiverStatistics,
+    gather_on_shared_socket,
+    received_payload_types,
+    selected_candidate_type,
+    selected_remote_address,
+    shared_protocols,
+    srtp_sessions,
+    tap_rtp,
+)
+from ghosttalk.media.forwarder import OPUS_CLOCK_RATE, EgressSink, Forwarder, Speaker
+from ghosttalk.media.icemux import IceMux
+from ghosttalk.media.outbound import OutboundSlots
+
+logger = logging.getLogger(__name__)
+
+# Joins that arrive within this window share one re-offer.
+OFFER_COALESCE_SECONDS = 0.02
+WATCHDOG_TICK_SECONDS = 1.0
+
+
+class SignalingError(Exception):
+    """A client message that cannot be applied: the client gets ``error {message}``, the session goes on."""
+
+
+@dataclass(slots=True)
+class MediaLimits:
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 15.0
+    connect_timeout: float = 30.0
+    max_pending_candidates: int = 64
+
+
+@dataclass(slots=True)
+class MediaHooks:
+    """How a connection talks back to its room (all synchronous; they must not block)."""
+
+    send: Callable[[dict[str, Any]], None]
+    connected: Callable[[str], None]
+    failed: Callable[[str], None]
+
+
+def parse_description(sdp: object, kind: str) -> str:
+    """Check an offer or answer before it touches the connection, so bad input leaves no trace."""
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SignalingError(f"{kind} needs an 'sdp' string")
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the malformed text provokes
+        raise SignalingError(f"{kind} SDP does not parse: {exc.__class__.__name__}") from None
+    if not any(media.kind == "audio" for media in description.media):
+        raise SignalingError(f"{kind} SDP has no audio section")
+    if any(media.ice.usernameFragment is None or media.dtls is None for media in description.media):
+        raise SignalingError(f"{kind} SDP lacks ICE credentials or a DTLS fingerprint")
+    return sdp
+
+
+class PeerMedia:
+    def __init__(
+        self, peer_id: str, mux: IceMux, forwarder: Forwarder, hooks: MediaHooks, limits: MediaLimits
+    ) -> None:
+        self.peer_id = peer_id
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.speaker = Speaker(forwarder.counters)
+        self.slots = OutboundSlots(self.pc)
+        self.sink: EgressSink | None = None
+        self.candidate_type: str | None = None
+        self._mux = mux
+        self._forwarder = forwarder
+        self._hooks = hooks
+        self._limits = limits
+        self._inbound: RTCRtpTransceiver | None = None
+        self._heartbeat: RTCDataChannel | None = None
+        self._sdp_lock = asyncio.Lock()
+        self._remote_set = asyncio.Event()
+        self._needs_offer = False
+        self._offer_task: asyncio.Task[None] | None = None
+        self._candidates: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limits.max_pending_candidates)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._created_at = time.monotonic()
+        self._connected_at: float | None = None
+        self._last_pong: float | None = None
+        self._closed = False
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    def start(self) -> None:
+        self._spawn(self._watchdog())
+        self._spawn(self._candidate_worker())
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("peer %s: media task failed", self.peer_id, exc_info=task.exception())
+            self._hooks.failed("internal media error")
+
+    # Speakers (called by the room).
+
+    def add_speaker(self, speaker_id: str, speaker: Speaker) -> None:
+        self.slots.assign(speaker_id, speaker)
+        self._request_offer()
+
+    def remove_speaker(self, speaker_id: str) -> None:
+        if self.slots.release(speaker_id):
+            self._request_offer()
+
+    # Client messages.
+
+    async def handle_offer(self, sdp: object) -> None:
+        text = parse_description(sdp, "offer")
+        async with self._sdp_lock:
+            if self._closed:
+                return
+            if self.pc.signalingState == "have-local-offer":
+                # Collision: we are impolite. The browser rolls back and answers our offer; whatever it
+                # wanted to change it will offer again once stable.
+                logger.debug("peer %s: dropped a colliding offer", self.peer_id)
+                return
+            await self._apply_remote(text, "offer")
+            if self._inbound is None:
+                self._adopt_inbound()
+            answer = await self.pc.createAnswer()
+            gather_on_shared_socket(self.pc, self._mux, self._mux.advertised)
+            await self.pc.setLocalDescription(answer)
+            self._refresh_payload_types()
+            self._remote_set.set()
+            self._hooks.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+        if self._needs_offer:
+            self._request_offer()
+
+    async def handle_answer(self, sdp: object) -> None:
+        text = parse_description(sdp, "answer")
+        async with self._sdp_lock:
+            if self._closed:
+                return
+            if self.pc.signalingState != "have-local-offer":
+                raise SignalingError("answer without an outstanding offer")
+            try:
+                await self._apply_remote(text, "answer")
+            except SignalingError:
+                # We cannot roll back: repeat our offer so that a well-behaved client can answer again.
+                self._hooks.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+                raise
+            self.slots.round += 1
+            self._refresh_payload_types()
+            if self.sink is not None:
+                self.slots.activate(self.sink)
+        if self._needs_offer:
+            self._request_offer()
+
+    def handle_candidate(self, candidate: object) -> None:
+        if candidate is None:
+            return  # end of candidates: aioice would then fail early; our connect timeout decides instead
+        if not isinstance(candidate, dict):
+            raise SignalingError("candidate must be an object or null")
+        line = candidate.get("candidate")
+        mid = candidate.get("sdpMid")
+        index = candidate.get("sdpMLineIndex")
+        if not isinstance(line, str) or not (mid is None or isinstance(mid, str)):
+            raise SignalingError("candidate needs a 'candidate' string and an optional 'sdpMid' string")
+        if not (index is None or (isinstance(index, int) and not isinstance(index, bool) and index >= 0)):
+            raise SignalingError("sdpMLineIndex must be a non-negative integer")
+        if mid is None and index is None and line:
+            raise SignalingError("candidate needs sdpMid or sdpMLineIndex")
+        if not line:
+            return
+        try:
+            self._candidates.put_nowait({"candidate": line, "sdpMid": mid, "sdpMLineIndex": index})
+        except asyncio.QueueFull:
+            raise SignalingError("too many candidates waiting for the offer") from None
+
+    # Negotiation internals.
+
+    async def _apply_remote(self, sdp: str, kind: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        except Exception as exc:  # aiortc raises a zoo of types for SDP it cannot use
+            raise SignalingError(f"{kind} rejected: {exc}") from None
+
+    def _adopt_inbound(self) -> None:
+        """The browser's first audio transceiver carries its voice to us; our forwarding tracks follow."""
+        self._inbound = next(t for t in self.pc.getTransceivers() if t.kind == "audio")
+        tap_rtp(self._inbound.receiver.transport, self.speaker.on_rtp)
+        self._heartbeat = self.pc.createDataChannel("heartbeat")
+        self._heartbeat.on("message", self._on_heartbeat_message)
+        self._needs_offer = True
+
+    def _refresh_payload_types(self) -> None:
+        # Each negotiation may remap payload types; the forwarder accepts whatever is in force.
+        if self._inbound is not None:
+            self.speaker.payload_types = received_payload_types(self._inbound)
+
+    def _request_offer(self) -> None:
+        self._needs_offer = True
+        if not self._closed and (self._offer_task is None or self._offer_task.done()):
+            self._offer_task = self._spawn(self._offer_soon())
+
+    async def _offer_soon(self) -> None:
+        await asyncio.sleep(OFFER_COALESCE_SECONDS)
+        async with self._sdp_lock:
+            if (
+                self._closed
+                or not self._needs_offer
+                or not self._remote_set.is_set()
+                or self.pc.signalingState != "stable"
+            ):
+                return  # an answer or the first offer will call us again
+            self._needs_offer = False
+            offer = await self.pc.createOffer()
+            gather_on_shared_socket(self.pc, self._mux, self._mux.advertised)
+            await self.pc.setLocalDescription(offer)
+            self._hooks.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+
+    async def _candidate_worker(self) -> None:
+        await self._remote_set.wait()
+        while True:
+            item = await self._candidates.get()
+            line: str = item["candidate"]
+            if line.startswith("candidate:"):
+                line = line[len("candidate:") :]
+            try:
+                candidate = candidate_from_sdp(line)
+            except Exception:
+                self._hooks.send({"type": "error", "message": "candidate does not parse"})
+                continue
+            if candidate.ip.endswith(".local"):
+                # An mDNS name hides a browser's LAN address; we cannot resolve names on someone else's
+                # LAN (and must not multicast from a public server). Its connectivity checks reach us
+                # anyway and teach aioice the real address as a peer-reflexive candidate.
+                continue
+            mid = item["sdpMid"]
+            if mid is not None and mid not in self._known_mids():
+                self._hooks.send({"type": "error", "message": f"candidate for unknown sdpMid {mid!r}"})
+                continue
+            candidate.sdpMid, candidate.sdpMLineIndex = mid, item["sdpMLineIndex"]
+            try:
+                await self.pc.addIceCandidate(candidate)
+            except Exception as exc:
+                self._hooks.send({"type": "error", "message": f"candidate rejected: {exc}"})
+
+    def _known_mids(self) -> set[str]:
+        mids = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        if self.pc.sctp is not None and self.pc.sctp.mid is not None:
+            mids.add(self.pc.sctp.mid)
+        return mids
+
+    # Connection state, forwarding and liveness.
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self._connected_at is None:
+            self._on_connected()
+        elif state == "failed" and not self._closed:
+            self._hooks.failed("ICE or DTLS failed")
+
+    def _on_connected(self) -> None:
+        assert self._inbound is not None
+        dtls = self._inbound.receiver.transport
+        sessions = srtp_sessions(dtls)
+        addr = selected_remote_address(dtls)
+        if sessions is None or addr is None:
+            self._hooks.failed("connected without SRTP keys")
+            return
+        receive, transmit = sessions
+        self.sink = EgressSink(self._forwarder, transmit.protect, addr)
+        self.speaker.bind(
+            receive.unprotect,
+            ReceiverStatistics(self._inbound.receiver, OPUS_CLOCK_RATE),
+            received_payload_types(self._inbound),
+        )
+        for protocol in shared_protocols(dtls):
+            protocol.srtp_handler = self.speaker.on_srtp
+        self.slots.activate(self.sink)
+        self._connected_at = time.monotonic()
+        self.candidate_type = selected_candidate_type(dtls)
+        self._hooks.connected(self.candidate_type)
+
+    def _on_heartbeat_message(self, message: object) -> None:
+        if message == "pong":
+            self._last_pong = time.monotonic()
+
+    async def _watchdog(self) -> None:
+        last_ping = 0.0
+        limits = self._limits
+        while True:
+            await asyncio.sleep(WATCHDOG_TICK_SECONDS)
+            now = time.monotonic()
+            if self._connected_at is None:
+                if now - self._created_at > limits.connect_timeout:
+                    self._hooks.failed(f"media did not connect within {limits.connect_timeout:g} s")
+                    return
+                continue
+            channel = self._heartbeat
+            if channel is not None and channel.readyState == "open" and now - last_ping >= limits.heartbeat_interval:
+                channel.send("ping")
+                last_ping = now
+            if now - (self._last_pong or self._connected_at) > limits.heartbeat_timeout:
+                self._hooks.failed(f"no heartbeat for {limits.heartbeat_timeout:g} s")
+                return
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.slots.close()
+        self.speaker.close()
+        if self.sink is not None:
+            self.sink.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pc.close()

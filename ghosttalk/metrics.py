@@ -1,0 +1,106 @@
+"""Prometheus metrics on ``GET /metrics``.
+
+Each :class:`Metrics` owns its registry, so several applications in one process (tests) do not collide.
+Per-packet figures are plain integers kept by the forwarder; prometheus-client reads them only when
+scraped, through a collector that calls ``live()``, so the media path never touches a metric object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ghosttalk.version import commit, version
+
+CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
+
+
+@dataclass(slots=True)
+class LiveStats:
+    rooms: int = 0
+    peers: int = 0
+    packets_in: int = 0
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    packets_dropped: int = 0
+
+
+class _LiveCollector(Collector):
+    def __init__(self, live: Callable[[], LiveStats]) -> None:
+        self._live = live
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._live()
+        yield GaugeMetricFamily("ghosttalk_rooms", "Rooms open now", value=stats.rooms)
+        yield GaugeMetricFamily("ghosttalk_peers", "People connected now", value=stats.peers)
+        yield CounterMetricFamily(
+            "ghosttalk_rtp_packets_received", "RTP packets received from speakers", value=stats.packets_in
+        )
+        yield CounterMetricFamily(
+            "ghosttalk_rtp_packets_forwarded",
+            "RTP packets sent on to listeners",
+            value=stats.packets_forwarded,
+        )
+        yield CounterMetricFamily(
+            "ghosttalk_rtp_bytes_forwarded", "RTP bytes sent on to listeners", value=stats.bytes_forwarded
+        )
+        yield CounterMetricFamily(
+            "ghosttalk_rtp_packets_dropped",
+            "RTP packets dropped because a listener's queue was full",
+            value=stats.packets_dropped,
+        )
+        build = GaugeMetricFamily(
+            "ghosttalk_build_info", "Running version and commit", labels=["version", "commit"]
+        )
+        build.add_metric([version(), commit()], 1)
+        yield build
+
+
+class Metrics:
+    def __init__(self, live: Callable[[], LiveStats]) -> None:
+        self.registry = CollectorRegistry()
+        self.joins = Counter("ghosttalk_joins", "People who joined a room", registry=self.registry)
+        self.leaves = Counter("ghosttalk_leaves", "People who left a room", registry=self.registry)
+        self.signaling_errors = Counter(
+            "ghosttalk_signaling_errors",
+            "Signaling messages or sessions refused, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.ice_connected = Counter(
+            "ghosttalk_ice_connected",
+            "Media connections established, by the local candidate type of the selected pair",
+            ["candidate_type"],
+            registry=self.registry,
+        )
+        # Present from the start so dashboards see zeros rather than missing series.
+        for candidate_type in CANDIDATE_TYPES:
+            self.ice_connected.labels(candidate_type=candidate_type)
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_LiveCollector(live))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def _handle_metrics(request: web.Request) -> web.Response:
+    # Imported here: appkeys imports this module for the Metrics type.
+    from ghosttalk.appkeys import METRICS
+
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup_metrics(app: web.Application) -> None:
+    app.router.add_get("/metrics", _handle_metrics)

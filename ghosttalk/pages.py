@@ -1,0 +1,84 @@
+"""The page: landing and room HTML from jinja2 templates, the static ES modules, and the ICE-server module.
+
+The HTML never carries executable inline script (the Content-Security-Policy allows only ``'self'``
+scripts): whatever the JavaScript needs from the server travels in a ``<script type="application/json">``
+block, which browsers do not execute, or in ``/static/js/config.js``, generated per request.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import orjson
+from aiohttp import web
+
+from ghosttalk.appkeys import CONFIG
+from ghosttalk.turn import ice_servers
+from ghosttalk.version import commit, version
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+STATIC_DIR = WEB_DIR / "static"
+TEMPLATE_DIR = WEB_DIR / "templates"
+
+# The same rule the signaling endpoint applies to ?room=, so every link the page makes is joinable.
+ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+JINJA = web.AppKey("pages_jinja", jinja2.Environment)
+
+
+def valid_room(room: str) -> bool:
+    return ROOM_ID.fullmatch(room) is not None
+
+
+def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    page = {"version": version(), "commit": commit(), **context}
+    html = request.app[JINJA].get_template(template).render(page=page, **page)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+async def landing(request: web.Request) -> web.Response:
+    return _render(request, "index.html", view="landing")
+
+
+async def room_page(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    if not valid_room(room):
+        return _render(request, "error.html", status=400, view="error", error="bad_room", room=room[:80])
+    return _render(request, "room.html", view="room", room=room)
+
+
+async def config_module(request: web.Request) -> web.Response:
+    # TURN REST credentials are minted per request and expire, so neither the browser nor a proxy may keep them.
+    servers = orjson.dumps(ice_servers(request.app[CONFIG])).decode()
+    return web.Response(
+        text=f"export const iceServers = {servers};\n",
+        content_type="text/javascript",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    # Module URLs carry no version, so browsers must revalidate (cheap 304s via ETag) to pick up a deploy.
+    if request.path.startswith("/static/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-cache"
+
+
+def setup_pages(app: web.Application) -> None:
+    app[JINJA] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    app.router.add_get("/", landing, name="landing")
+    # ".*" so that an empty id or one with slashes still reaches the friendly error page instead of a bare 404.
+    app.router.add_get("/r/{room:.*}", room_page, name="room")
+    # Registered before the static resource so the generated module wins over the directory lookup.
+    app.router.add_get("/static/js/config.js", config_module, name="config_js")
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
+    app.on_response_prepare.append(_revalidate_static)

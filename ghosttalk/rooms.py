@@ -1,0 +1,257 @@
+"""Rooms in memory: who is where, joining and leaving, and wiring every speaker to every listener."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ghosttalk.config import Config
+from ghosttalk.eventlog import EventLog
+from ghosttalk.media.forwarder import Forwarder
+from ghosttalk.media.icemux import IceMux, default_host_addresses
+from ghosttalk.media.peer import MediaHooks, MediaLimits, PeerMedia
+from ghosttalk.metrics import LiveStats, Metrics
+
+logger = logging.getLogger(__name__)
+
+# A client that leaves this many messages unread is too slow to keep; it is disconnected.
+OUTBOX_MESSAGES = 256
+
+
+class JoinRefused(Exception):
+    """The join cannot happen; ``str(exc)`` is the message the client gets (``Room full`` and friends)."""
+
+
+@dataclass(slots=True, eq=False)
+class Peer:
+    id: str
+    name: str
+    ip: str
+    room_id: str
+    media: PeerMedia
+    # The signaling session's way of ending the connection with a reason (kick, ban, death, shutdown).
+    disconnect: Callable[[str], None]
+    muted: bool = False
+    joined_at: float = field(default_factory=time.time)
+    outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(OUTBOX_MESSAGES))
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "muted": self.muted}
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.outbox.put_nowait(orjson.dumps(message))
+        except asyncio.QueueFull:
+            self.disconnect("too slow reading messages")
+
+
+@dataclass(slots=True, eq=False)
+class Room:
+    id: str
+    created_at: float = field(default_factory=time.time)
+    peers: dict[str, Peer] = field(default_factory=dict)
+    destroy_handle: asyncio.TimerHandle | None = None
+
+    def broadcast(self, message: dict[str, Any], *, exclude: Peer | None = None) -> None:
+        for peer in list(self.peers.values()):
+            if peer is not exclude:
+                peer.send(message)
+
+
+class RoomManager:
+    def __init__(self, config: Config, events: EventLog, metrics: Metrics) -> None:
+        self.config = config
+        self.events = events
+        self.metrics = metrics
+        self.rooms: dict[str, Room] = {}
+        self.peers: dict[str, Peer] = {}
+        self.mux = IceMux(advertised=())
+        self._forwarder: Forwarder | None = None
+        self._limits = MediaLimits(
+            heartbeat_interval=config.heartbeat_interval,
+            heartbeat_timeout=config.heartbeat_timeout,
+            connect_timeout=config.connect_timeout,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        if self.config.public_ip:
+            advertised: tuple[str, ...] = (self.config.public_ip,)
+        else:
+            advertised = self.config.rtc_hosts or default_host_addresses()
+        if not advertised:
+            raise RuntimeError("no address to advertise for ICE: pass --rtc-host or --public-ip")
+        self.mux.advertised = advertised
+        await self.mux.bind(self.config.rtc_bind, self.config.rtc_udp_port)
+        self._forwarder = Forwarder(self.mux.transport)
+        logger.info("media on udp %s:%d, advertising %s", self.config.rtc_bind, self.mux.port, ", ".join(advertised))
+
+    async def close(self, reason: str = "server shutting down") -> None:
+        """Tell everyone, close every connection, and release the socket."""
+        for peer in list(self.peers.values()):
+            peer.send({"type": "error", "message": reason})
+            peer.disconnect(reason)
+        await asyncio.gather(*(self.leave(peer, reason) for peer in list(self.peers.values())))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for room in self.rooms.values():
+            if room.destroy_handle is not None:
+                room.destroy_handle.cancel()
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+        self.mux.close()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # Joining and leaving.
+
+    def join(self, room_id: str, name: str, ip: str, disconnect: Callable[[str], None]) -> Peer:
+        """Create the person and their connection, tell the room. Raises :class:`JoinRefused`."""
+        assert self._forwarder is not None, "RoomManager.start() first"
+        room = self.rooms.get(room_id)
+        if room is None:
+            if len(self.rooms) >= self.config.max_rooms:
+                raise JoinRefused("Server full")
+            room = self.rooms[room_id] = Room(room_id)
+            self.events.emit("ROOM_CREATE", room=room_id, ip=ip)
+        if len(room.peers) >= self.config.max_room_peers:
+            raise JoinRefused("Room full")
+        if len(self.peers) >= self.config.max_peers:
+            raise JoinRefused("Server full")
+        if room.destroy_handle is not None:
+            room.destroy_handle.cancel()
+            room.destroy_handle = None
+
+        peer_id = secrets.token_hex(8)
+        peer: Peer
+        hooks = MediaHooks(
+            send=lambda message: peer.send(message),
+            connected=lambda candidate_type: self._on_connected(peer, candidate_type),
+            failed=lambda reason: self._on_failed(peer, reason),
+        )
+        media = PeerMedia(peer_id, self.mux, self._forwarder, hooks, self._limits)
+        peer = Peer(peer_id, name, ip, room_id, media, disconnect)
+        for other in room.peers.values():
+            media.add_speaker(other.id, other.media.speaker)
+            other.media.add_speaker(peer.id, media.speaker)
+        room.peers[peer_id] = peer
+        self.peers[peer_id] = peer
+        media.start()
+
+        peer.send({"type": "room_state", "self_id": peer_id, "peers": [p.info() for p in room.peers.values()]})
+        room.broadcast({"type": "peer_join", "peer": peer.info()}, exclude=peer)
+        self.metrics.joins.inc()
+        self.events.emit("USER_JOIN", room=room_id, peer=peer_id, ip=ip, name=name)
+        return peer
+
+    async def leave(self, peer: Peer, reason: str = "left") -> None:
+        """Remove ``peer`` everywhere; safe to call more than once."""
+        if self.peers.pop(peer.id, None) is None:
+            return
+        room = self.rooms.get(peer.room_id)
+        if room is not None:
+            room.peers.pop(peer.id, None)
+            for other in room.peers.values():
+                other.media.remove_speaker(peer.id)
+            room.broadcast({"type": "peer_leave", "peer_id": peer.id})
+        self.metrics.leaves.inc()
+        self.events.emit("USER_LEAVE", room=peer.room_id, peer=peer.id, ip=peer.ip, reason=reason)
+        if room is not None and not room.peers:
+            self._schedule_destroy(room)
+        await peer.media.close()
+
+    def _schedule_destroy(self, room: Room) -> None:
+        if self.config.room_grace_seconds <= 0:
+            self._destroy(room)
+        else:
+            room.destroy_handle = asyncio.get_running_loop().call_later(
+                self.config.room_grace_seconds, self._destroy, room
+            )
+
+    def _destroy(self, room: Room) -> None:
+        if room.peers or self.rooms.get(room.id) is not room:
+            return
+        del self.rooms[room.id]
+        self.events.emit("ROOM_DESTROY", room=room.id)
+
+    def set_muted(self, peer: Peer, muted: bool) -> None:
+        peer.muted = muted
+        room = self.rooms.get(peer.room_id)
+        if room is not None:
+            room.broadcast({"type": "peer_update", "peer": peer.info()})
+
+    def _on_connected(self, peer: Peer, candidate_type: str) -> None:
+        self.metrics.ice_connected.labels(candidate_type=candidate_type).inc()
+        self.events.emit("ICE_CONNECTED", room=peer.room_id, peer=peer.id, ip=peer.ip, candidate_type=candidate_type)
+
+    def _on_failed(self, peer: Peer, reason: str) -> None:
+        if peer.id not in self.peers:
+            return
+        logger.info("peer %s removed: %s", peer.id, reason)
+        peer.send({"type": "error", "message": reason})
+        peer.disconnect(reason)
+        self._spawn(self.leave(peer, reason))
+
+    # What operators see and do (admin panel, metrics).
+
+    def room_count(self) -> int:
+        return len(self.rooms)
+
+    def peer_count(self) -> int:
+        return len(self.peers)
+
+    def candidate_types(self) -> dict[str, int]:
+        return dict(Counter(p.media.candidate_type for p in self.peers.values() if p.media.candidate_type))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "room": room.id,
+                "created_at": room.created_at,
+                "peers": [
+                    {**p.info(), "ip": p.ip, "joined_at": p.joined_at, "candidate_type": p.media.candidate_type}
+                    for p in room.peers.values()
+                ],
+            }
+            for room in self.rooms.values()
+        ]
+
+    def live_stats(self) -> LiveStats:
+        counters = self._forwarder.counters if self._forwarder is not None else None
+        return LiveStats(
+            rooms=len(self.rooms),
+            peers=len(self.peers),
+            packets_in=counters.packets_in if counters else 0,
+            packets_forwarded=counters.packets_forwarded if counters else 0,
+            bytes_forwarded=counters.bytes_forwarded if counters else 0,
+            packets_dropped=counters.packets_dropped if counters else 0,
+        )
+
+    async def kick(self, peer_id: str, reason: str) -> bool:
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            return False
+        peer.send({"type": "error", "message": reason})
+        peer.disconnect(reason)
+        await self.leave(peer, reason)
+        return True
+
+    async def disconnect_where(self, predicate: Callable[[str], bool], reason: str) -> int:
+        matched = [peer for peer in self.peers.values() if predicate(peer.ip)]
+        for peer in matched:
+            await self.kick(peer.id, reason)
+        return len(matched)

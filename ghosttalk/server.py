@@ -1,0 +1,86 @@
+"""``ghosttalk`` (serve): console logging, startup banner, and a clean exit on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import orjson
+from aiohttp import web
+
+from ghosttalk.appkeys import ADMIN_KEY
+from ghosttalk.app import create_app
+from ghosttalk.bans import BanFileError
+from ghosttalk.config import Config
+from ghosttalk.media.aiortc_adapter import check_pinned_versions
+from ghosttalk.version import commit, version
+
+logger = logging.getLogger("ghosttalk")
+
+# SIGTERM to exit: everyone is told and disconnected, the log flushed, well within Docker's 10 s.
+SHUTDOWN_TIMEOUT_SECONDS = 4.0
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiortc/aioice narrate every packet at debug and every peer at info; keep them to warnings.
+    for noisy in ("aiortc", "aioice", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+async def _run(config: Config) -> int:
+    try:
+        app = create_app(config)
+    except BanFileError as exc:
+        logger.error("%s", exc)
+        return 2
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        await runner.cleanup()
+        return 2
+    logger.info("ghosttalk %s (%s) listening on http://%s:%d", version(), commit(), config.host, config.port)
+    if not config.admin_key:
+        # Printed once, to the console only: it never reaches the event log.
+        print(f"ghosttalk: no admin key configured; generated one for this run: {app[ADMIN_KEY]}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down")
+    await runner.cleanup()
+    return 0
+
+
+def serve(config: Config) -> int:
+    configure_logging(config.log_level, config.log_format)
+    check_pinned_versions()
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_run(config))
+    return uvloop.run(_run(config))

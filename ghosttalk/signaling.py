@@ -1,0 +1,220 @@
+"""``GET /ws``: one signaling session per WebSocket — validate, join, dispatch, leave.
+
+Everything a client can get wrong is answered: before the upgrade with a status and a plain-text reason,
+afterwards with ``error {message}`` while the session goes on. Frames over 64 KiB close the socket (1009).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ghosttalk.appkeys import BANS, CONFIG, METRICS, ROOMS, SHUTTING_DOWN
+from ghosttalk.media.peer import SignalingError
+from ghosttalk.netaddr import client_ip, origin_allowed
+from ghosttalk.rooms import JoinRefused, Peer, RoomManager
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NAME_CHARS = 12
+
+
+def validate_room(room: str | None) -> str:
+    if not room:
+        raise ValueError("room is missing")
+    if not ROOM_PATTERN.fullmatch(room):
+        raise ValueError("room must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return room
+
+
+def validate_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("name is missing")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"name must be at most {MAX_NAME_CHARS} characters")
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in name):
+        raise ValueError("name must not contain control or invisible characters")
+    return name
+
+
+class ConnectionCounter:
+    """Open signaling sockets per client address, for ``--max-conns-per-ip``."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def count(self, ip: str) -> int:
+        return self._open.get(ip, 0)
+
+    @contextlib.contextmanager
+    def hold(self, ip: str) -> Iterator[None]:
+        self._open[ip] = self._open.get(ip, 0) + 1
+        try:
+            yield
+        finally:
+            remaining = self._open[ip] - 1
+            if remaining:
+                self._open[ip] = remaining
+            else:
+                del self._open[ip]
+
+
+CONNECTIONS = web.AppKey("connections", ConnectionCounter)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
+    try:
+        room_id = validate_room(request.query.get("room"))
+        name = validate_name(request.query.get("name"))
+    except ValueError as exc:
+        app[METRICS].signaling_errors.labels(kind="bad_request").inc()
+        return web.Response(status=400, text=f"{exc}\n")
+    ip = client_ip(request, config.trusted_proxies)
+    if not origin_allowed(request, config.allowed_origins):
+        return web.Response(status=403, text="foreign Origin\n")
+    if app[BANS].is_banned(ip):
+        return web.Response(status=403, text="banned\n")
+    if app[SHUTTING_DOWN].is_set():
+        return web.Response(status=503, text="server shutting down\n")
+    connections = app[CONNECTIONS]
+    if connections.count(ip) >= config.max_conns_per_ip:
+        return web.Response(status=429, text="too many connections from your address\n")
+
+    with connections.hold(ip):
+        ws = web.WebSocketResponse(
+            heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES
+        )
+        await ws.prepare(request)
+        session = SignalingSession(ws, app[ROOMS], app[METRICS].signaling_errors.labels)
+        await session.run(room_id, name, ip)
+    return ws
+
+
+class SignalingSession:
+    def __init__(self, ws: web.WebSocketResponse, rooms: RoomManager, error_counter: Callable[..., Any]) -> None:
+        self.ws = ws
+        self.rooms = rooms
+        self._count_error = error_counter
+        self._close_reason: str | None = None
+        self._closed = asyncio.Event()
+
+    def disconnect(self, reason: str) -> None:
+        """Ask the session to end (kick, ban, heartbeat loss, shutdown); the reader loop notices."""
+        if self._close_reason is None:
+            self._close_reason = reason
+            self._closed.set()
+
+    async def run(self, room_id: str, name: str, ip: str) -> None:
+        try:
+            peer = self.rooms.join(room_id, name, ip, self.disconnect)
+        except JoinRefused as exc:
+            await self.ws.send_str(orjson.dumps({"type": "error", "message": str(exc)}).decode())
+            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
+            return
+        writer = asyncio.create_task(self._write(peer))
+        reader = asyncio.create_task(self._read(peer))
+        closer = asyncio.create_task(self._closed.wait())
+        try:
+            await asyncio.wait({writer, reader, closer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, closer):
+                task.cancel()
+            # Flush what is queued (the reason for a kick, say) before closing.
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._drain(peer, writer), timeout=1.0)
+            writer.cancel()
+            await asyncio.gather(reader, writer, closer, return_exceptions=True)
+            reason = self._close_reason or "left"
+            await self.rooms.leave(peer, reason)
+            if not self.ws.closed:
+                code = WSCloseCode.POLICY_VIOLATION if self._close_reason else WSCloseCode.OK
+                await self.ws.close(code=code, message=reason.encode()[:120])
+
+    async def _drain(self, peer: Peer, writer: asyncio.Task[None]) -> None:
+        while not peer.outbox.empty() and not writer.done():
+            await asyncio.sleep(0.01)
+
+    async def _write(self, peer: Peer) -> None:
+        # Frames go out as text: the payload is UTF-8 JSON, which orjson already produced as bytes.
+        while True:
+            data = await peer.outbox.get()
+            try:
+                await self.ws.send_str(data.decode())
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def _read(self, peer: Peer) -> None:
+        async for message in self.ws:
+            if message.type == WSMsgType.TEXT:
+                await self._dispatch(peer, message.data)
+            elif message.type == WSMsgType.BINARY:
+                self._reject(peer, "binary_frame", "binary frames are not supported; send JSON text")
+            elif message.type == WSMsgType.ERROR:
+                return
+
+    def _reject(self, peer: Peer, kind: str, text: str) -> None:
+        self._count_error(kind=kind).inc()
+        peer.send({"type": "error", "message": text})
+
+    async def _dispatch(self, peer: Peer, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self._reject(peer, "not_json", "message is not JSON")
+            return
+        if not isinstance(message, dict):
+            self._reject(peer, "not_object", "message must be a JSON object")
+            return
+        kind = message.get("type")
+        if not isinstance(kind, str):
+            self._reject(peer, "no_type", "message needs a string 'type'")
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            return  # unknown types are ignored, as the original did
+        try:
+            await handler(self, peer, message)
+        except SignalingError as exc:
+            self._reject(peer, kind, str(exc))
+
+    async def _on_offer(self, peer: Peer, message: dict[str, Any]) -> None:
+        await peer.media.handle_offer(message.get("sdp"))
+
+    async def _on_answer(self, peer: Peer, message: dict[str, Any]) -> None:
+        await peer.media.handle_answer(message.get("sdp"))
+
+    async def _on_candidate(self, peer: Peer, message: dict[str, Any]) -> None:
+        peer.media.handle_candidate(message.get("candidate"))
+
+    async def _on_heartbeat(self, peer: Peer, message: dict[str, Any]) -> None:
+        # The WebSocket's own pings and read timeout judge liveness; a heartbeat only has to be well-formed.
+        ts = message.get("ts")
+        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+            raise SignalingError("heartbeat 'ts' must be a number")
+
+    async def _on_mute(self, peer: Peer, message: dict[str, Any]) -> None:
+        muted = message.get("muted")
+        if not isinstance(muted, bool):
+            raise SignalingError("mute needs a boolean 'muted'")
+        self.rooms.set_muted(peer, muted)
+
+    _handlers: dict[str, Callable[[SignalingSession, Peer, dict[str, Any]], Awaitable[None]]] = {
+        "offer": _on_offer,
+        "answer": _on_answer,
+        "candidate": _on_candidate,
+        "heartbeat": _on_heartbeat,
+        "mute": _on_mute,
+    }

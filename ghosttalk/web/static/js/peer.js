@@ -1,0 +1,106 @@
+// The one RTCPeerConnection to the server. The page sends one audio track and receives one track per
+// other person; the MediaStream id of each incoming track is the peer id of whoever speaks on it.
+// Negotiation follows the "perfect negotiation" pattern with the page as the polite side: an offer from
+// the server that collides with our own rolls ours back (the server never rolls back).
+
+export class PeerLink extends EventTarget {
+  constructor({ iceServers, track, send }) {
+    super();
+    this.send = send;
+    this.closed = false;
+    // Descriptions and candidates are applied one at a time, in arrival order.
+    this.queue = Promise.resolve();
+    this.watchedStreams = new WeakSet();
+    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+    this.pc.addTransceiver(track, { direction: 'sendrecv' });
+    this.pc.addEventListener('negotiationneeded', () => this.enqueue(() => this.offer()));
+    this.pc.addEventListener('icecandidate', (event) => this.onLocalCandidate(event.candidate));
+    this.pc.addEventListener('track', (event) => this.onTrack(event));
+    this.pc.addEventListener('datachannel', (event) => this.onDataChannel(event.channel));
+    for (const name of ['iceconnectionstatechange', 'connectionstatechange', 'signalingstatechange']) {
+      this.pc.addEventListener(name, () => this.emit('state'));
+    }
+  }
+
+  get iceState() {
+    return this.pc.iceConnectionState;
+  }
+
+  get connectionState() {
+    return this.pc.connectionState;
+  }
+
+  enqueue(step) {
+    this.queue = this.queue.then(step).catch((error) => {
+      if (!this.closed) this.emit('error', { error });
+    });
+    return this.queue;
+  }
+
+  async offer() {
+    // negotiationneeded fires again once stable if the change is still not negotiated.
+    if (this.closed || this.pc.signalingState !== 'stable') return;
+    await this.pc.setLocalDescription();
+    this.send({ type: 'offer', sdp: this.pc.localDescription.sdp });
+  }
+
+  handleDescription(type, sdp) {
+    return this.enqueue(async () => {
+      if (this.closed) return;
+      const pc = this.pc;
+      if (type === 'answer') {
+        // An answer to an offer we rolled back (or never made) has nothing to apply to.
+        if (pc.signalingState !== 'have-local-offer') return;
+        await pc.setRemoteDescription({ type, sdp });
+        return;
+      }
+      if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+      await pc.setRemoteDescription({ type, sdp });
+      await pc.setLocalDescription();
+      this.send({ type: 'answer', sdp: pc.localDescription.sdp });
+    });
+  }
+
+  handleCandidate(candidate) {
+    return this.enqueue(async () => {
+      if (this.closed || !this.pc.remoteDescription) return;
+      // null or an empty candidate string means the server has no more candidates.
+      await this.pc.addIceCandidate(candidate && candidate.candidate ? candidate : null);
+    });
+  }
+
+  onLocalCandidate(candidate) {
+    if (!candidate || !candidate.candidate) return;
+    const { sdpMid, sdpMLineIndex } = candidate;
+    this.send({ type: 'candidate', candidate: { candidate: candidate.candidate, sdpMid, sdpMLineIndex } });
+  }
+
+  onTrack(event) {
+    const stream = event.streams[0];
+    if (!stream || event.track.kind !== 'audio') return;
+    // The server reuses a transceiver for someone else by taking the track out of one stream and
+    // announcing it in another, so the stream, not the track, says who is speaking.
+    this.emit('track', { peerId: stream.id, track: event.track });
+    if (this.watchedStreams.has(stream)) return;
+    this.watchedStreams.add(stream);
+    stream.addEventListener('removetrack', (removed) => {
+      this.emit('trackended', { peerId: stream.id, track: removed.track });
+    });
+  }
+
+  onDataChannel(channel) {
+    if (channel.label !== 'heartbeat') return;
+    channel.addEventListener('message', (event) => {
+      if (event.data === 'ping' && channel.readyState === 'open') channel.send('pong');
+    });
+  }
+
+  close() {
+    this.closed = true;
+    this.pc.close();
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

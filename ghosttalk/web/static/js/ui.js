@@ -1,0 +1,119 @@
+// Rendering of the room: avatar grid, people list, status banner. Markup comes from <template>s in the
+// page; this module only clones and fills them.
+import { setText } from './i18n.js';
+
+const segmenter = typeof Intl.Segmenter === 'function' ? new Intl.Segmenter(undefined, { granularity: 'grapheme' }) : null;
+
+function graphemes(text) {
+  return segmenter ? [...segmenter.segment(text)].map((part) => part.segment) : [...text];
+}
+
+// Han, kana and Hangul names read well with one character; Latin-like names get two initials.
+const ONE_CHARACTER = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+
+export function initialsOf(name) {
+  const words = name.trim().split(/\s+/u).filter(Boolean);
+  if (words.length === 0) return '?';
+  const first = graphemes(words[0]);
+  if (ONE_CHARACTER.test(first[0])) return first[0];
+  if (words.length > 1) return (first[0] + graphemes(words[1])[0]).toUpperCase();
+  return first.slice(0, 2).join('').toUpperCase();
+}
+
+// A stable hue per peer id, so that a person keeps their colour for the whole visit.
+export function hueOf(id) {
+  let hash = 2166136261;
+  for (const ch of id) hash = Math.imul(hash ^ ch.codePointAt(0), 16777619) >>> 0;
+  return hash % 360;
+}
+
+export function show(el, visible) {
+  el.classList.toggle('hidden', !visible);
+}
+
+export class PeopleView {
+  constructor(root) {
+    this.grid = root.getElementById('grid');
+    this.list = root.getElementById('people-list');
+    this.count = root.getElementById('people-count');
+    this.tileTemplate = root.getElementById('tpl-tile');
+    this.personTemplate = root.getElementById('tpl-person');
+    this.nodes = new Map();
+  }
+
+  render(peers, selfId) {
+    for (const [id, nodes] of this.nodes) {
+      if (!peers.has(id)) {
+        nodes.tile.remove();
+        nodes.person.remove();
+        this.nodes.delete(id);
+      }
+    }
+    for (const peer of peers.values()) {
+      let nodes = this.nodes.get(peer.id);
+      if (!nodes) {
+        nodes = this.create(peer);
+        this.nodes.set(peer.id, nodes);
+      }
+      this.fill(nodes, peer, peer.id === selfId);
+    }
+    this.count.textContent = String(peers.size);
+  }
+
+  create(peer) {
+    const tile = this.tileTemplate.content.firstElementChild.cloneNode(true);
+    const person = this.personTemplate.content.firstElementChild.cloneNode(true);
+    for (const el of [tile, person]) {
+      el.dataset.peerId = peer.id;
+      el.style.setProperty('--hue', String(hueOf(peer.id)));
+    }
+    this.grid.append(tile);
+    this.list.append(person);
+    return { tile, person };
+  }
+
+  fill({ tile, person }, peer, isSelf) {
+    for (const el of [tile, person]) {
+      el.dataset.name = peer.name;
+      el.classList.toggle('is-self', isSelf);
+      el.classList.toggle('is-muted', peer.muted);
+      el.querySelector('.initials').textContent = initialsOf(peer.name);
+    }
+    const tileName = tile.querySelector('.tile-name');
+    if (isSelf) setText(tileName, 'name_you', { name: peer.name });
+    else {
+      delete tileName.dataset.i18n;
+      tileName.textContent = peer.name;
+    }
+    person.querySelector('.person-name').textContent = peer.name;
+  }
+
+  setSpeaking(id, speaking) {
+    const nodes = this.nodes.get(id);
+    if (!nodes) return;
+    nodes.tile.classList.toggle('is-speaking', speaking);
+    nodes.person.classList.toggle('is-speaking', speaking);
+  }
+
+  clear() {
+    this.render(new Map(), null);
+  }
+}
+
+export class StatusBanner {
+  constructor(el) {
+    this.el = el;
+  }
+
+  show(key, vars, tone = 'info') {
+    this.el.dataset.tone = tone;
+    setText(this.el, key, vars);
+    show(this.el, true);
+  }
+
+  hide() {
+    show(this.el, false);
+    delete this.el.dataset.i18n;
+    this.el.textContent = '';
+  }
+}

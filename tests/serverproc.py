@@ -1,0 +1,103 @@
+"""A real GhostTalk server in a child process, for tests that talk to it over loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """``python -m ghosttalk`` on free loopback ports with its own data directory."""
+
+    def __init__(self, data_dir: Path, extra_args: Sequence[str] = (), admin_key: str = "test-admin-key") -> None:
+        self.data_dir = data_dir
+        self.admin_key = admin_key
+        self.extra_args = list(extra_args)
+        self.port = free_port()
+        self.rtc_port = free_port(socket.SOCK_DGRAM)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "console.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, room: str, name: str) -> str:
+        from urllib.parse import urlencode
+
+        return f"ws://127.0.0.1:{self.port}/ws?{urlencode({'room': room, 'name': name})}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "ghosttalk",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--rtc-udp-port", str(self.rtc_port),
+            "--rtc-host", "127.0.0.1",
+            "--rtc-bind", "127.0.0.1",
+            "--data-dir", str(self.data_dir),
+            "--admin-key", self.admin_key,
+            "--log-level", "info",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.console()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not become healthy in {timeout}s:\n{self.console()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def console(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def restart(self) -> ServerProcess:
+        """Stop and start again on the same ports and data directory."""
+        self.stop()
+        return self.start()
