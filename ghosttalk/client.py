@@ -112,8 +112,9 @@ class Client:
         try:
             self._ws = await self._session.ws_connect(self.url, heartbeat=30)
         except aiohttp.WSServerHandshakeError as exc:
+            reason = await self._refusal_reason()
             await self._session.close()
-            raise JoinError(f"HTTP {exc.status}: {exc.message}") from None
+            raise JoinError(f"HTTP {exc.status}: {reason}") from None
         self._reader = asyncio.create_task(self._read())
         try:
             await self.wait_for(lambda: self.self_id is not None, timeout)
@@ -123,6 +124,16 @@ class Client:
             await self.close()
             raise
         return self
+
+    async def _refusal_reason(self) -> str:
+        """A refused upgrade carries its reason in the body, which the WebSocket handshake discards."""
+        assert self._session is not None
+        http_url = self.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        try:
+            async with self._session.get(http_url) as response:
+                return (await response.text()).strip()
+        except aiohttp.ClientError as exc:
+            return str(exc)
 
     def _configuration(self) -> RTCConfiguration:
         servers = [
@@ -186,7 +197,10 @@ class Client:
                     continue
                 message = orjson.loads(frame.data)
                 self.messages.append(message)
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except Exception as exc:  # a description we cannot apply must not end the session
+                    self.errors.append(f"client could not apply {message.get('type')}: {exc!r}")
                 self._notify()
         finally:
             self.closed_reason = self.closed_reason or f"socket closed ({self._ws.close_code})"
@@ -270,7 +284,12 @@ class Client:
         return decoder.pcm()
 
     def speakers(self) -> set[str]:
+        """People whose audio has arrived."""
         return set(self.received)
+
+    def negotiated_speakers(self) -> set[str]:
+        """People the server has set up a forwarding stream for (in the last offer we answered)."""
+        return set(self._owners.values())
 
     async def mute(self, muted: bool) -> None:
         await self.send({"type": "mute", "muted": muted})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -81,6 +83,8 @@ class RoomManager:
             connect_timeout=config.connect_timeout,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # Every connection ever made that is still referenced anywhere: leak checks read it.
+        self._media_alive: weakref.WeakSet[PeerMedia] = weakref.WeakSet()
 
     # Lifecycle.
 
@@ -144,6 +148,7 @@ class RoomManager:
             failed=lambda reason: self._on_failed(peer, reason),
         )
         media = PeerMedia(peer_id, self.mux, self._forwarder, hooks, self._limits)
+        self._media_alive.add(media)
         peer = Peer(peer_id, name, ip, room_id, media, disconnect)
         for other in room.peers.values():
             media.add_speaker(other.id, other.media.speaker)
@@ -240,6 +245,18 @@ class RoomManager:
             bytes_forwarded=counters.bytes_forwarded if counters else 0,
             packets_dropped=counters.packets_dropped if counters else 0,
         )
+
+    def internals(self) -> dict[str, int]:
+        """Counts that return to their baseline when everyone has left (leak checks, soak tests)."""
+        gc.collect()
+        ufrags, addresses = self.mux.mapping_counts()
+        return {
+            "peer_media_alive": len(self._media_alive),
+            "ice_ufrags": ufrags,
+            "ice_addresses": addresses,
+            "room_tasks": len(self._tasks),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+        }
 
     async def kick(self, peer_id: str, reason: str) -> bool:
         peer = self.peers.get(peer_id)

@@ -20,8 +20,9 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for a whole test module; tests use distinct room names."""
-    proc = ServerProcess(tmp_path_factory.mktemp("data")).start()
+    """One server for a whole test module; tests use distinct room names. All clients come from 127.0.0.1,
+    so the per-address connection limit is raised above the room size."""
+    proc = ServerProcess(tmp_path_factory.mktemp("data"), ["--max-conns-per-ip", "100"]).start()
     try:
         yield proc
     finally:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from ghosttalk.metrics import LiveStats, Metrics
+from tests.helpers import clients
+from tests.serverproc import ServerProcess
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -51,3 +56,43 @@ def test_two_instances_do_not_share_a_registry() -> None:
     first.joins.inc(3)
     assert samples(first)[("ghosttalk_joins_total", ())] == 3
     assert samples(second)[("ghosttalk_joins_total", ())] == 0
+
+
+async def scrape(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_server_counters_move_when_people_talk(server: ServerProcess) -> None:
+    before = await scrape(server)
+    assert before[("ghosttalk_peers", ())] == 0
+    assert before[("process_resident_memory_bytes", ())] > 0
+    async with clients(server, "metrics-talk", ["ann", "ben", "cat"]) as (ann, _ben, _cat):
+        for _ in range(50):
+            ann.send_rtp(b"\xf8\xff\xfe" + bytes(40))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        during = await scrape(server)
+    await asyncio.sleep(0.5)
+    after = await scrape(server)
+
+    def moved(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
+        return during[(name, labels)] - before.get((name, labels), 0.0)
+
+    assert during[("ghosttalk_rooms", ())] == 1
+    assert during[("ghosttalk_peers", ())] == 3
+    assert moved("ghosttalk_joins_total") == 3
+    assert moved("ghosttalk_ice_connected_total", (("candidate_type", "host"),)) == 3
+    # 50 packets from ann reach two listeners each; allow a few lost on the way in.
+    assert moved("ghosttalk_rtp_packets_received_total") >= 45
+    assert moved("ghosttalk_rtp_packets_forwarded_total") >= 90
+    assert moved("ghosttalk_rtp_bytes_forwarded_total") >= 90 * 43
+    assert after[("ghosttalk_leaves_total", ())] - before[("ghosttalk_leaves_total", ())] == 3
+    assert after[("ghosttalk_peers", ())] == 0

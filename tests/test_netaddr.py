@@ -12,16 +12,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from ghosttalk.config import LOOPBACK_NETWORKS, IPNetwork
 from ghosttalk.netaddr import client_ip, origin_allowed
 
-ORIGINS = web.AppKey("origins", tuple)
-TRUSTED = web.AppKey("trusted", tuple)
+ORIGINS: web.AppKey[tuple[str, ...]] = web.AppKey("origins")
+TRUSTED: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("trusted")
 
 
 async def whoami(request: web.Request) -> web.Response:
-    return web.Response(text=client_ip(request, request.app[TRUSTED]))
+    trusted = request.app[TRUSTED]
+    return web.Response(text=client_ip(request, trusted))
 
 
 async def origin(request: web.Request) -> web.Response:
-    return web.Response(text="yes" if origin_allowed(request, request.app[ORIGINS]) else "no")
+    origins = request.app[ORIGINS]
+    return web.Response(text="yes" if origin_allowed(request, origins) else "no")
 
 
 async def make_client(

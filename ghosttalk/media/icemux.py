@@ -54,6 +54,8 @@ def stun_username(data: bytes) -> str | None:
     offset = _STUN_HEADER
     while offset + 4 <= end:
         kind, length = struct.unpack_from("!HH", data, offset)
+        if offset + 4 + length > end:
+            return None
         if kind == _STUN_USERNAME:
             try:
                 return data[offset + 4 : offset + 4 + length].decode()

@@ -92,6 +92,7 @@ class PeerMedia:
         self._hooks = hooks
         self._limits = limits
         self._inbound: RTCRtpTransceiver | None = None
+        self._early_speakers: dict[str, Speaker] = {}
         self._heartbeat: RTCDataChannel | None = None
         self._sdp_lock = asyncio.Lock()
         self._remote_set = asyncio.Event()
@@ -124,11 +125,15 @@ class PeerMedia:
     # Speakers (called by the room).
 
     def add_speaker(self, speaker_id: str, speaker: Speaker) -> None:
+        if self._inbound is None:
+            # Transceivers added before the browser's first offer would be matched to its m-line; wait.
+            self._early_speakers[speaker_id] = speaker
+            return
         self.slots.assign(speaker_id, speaker)
         self._request_offer()
 
     def remove_speaker(self, speaker_id: str) -> None:
-        if self.slots.release(speaker_id):
+        if self._early_speakers.pop(speaker_id, None) is None and self.slots.release(speaker_id):
             self._request_offer()
 
     # Client messages.
@@ -152,6 +157,9 @@ class PeerMedia:
             self._refresh_payload_types()
             self._remote_set.set()
             self._hooks.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+            for speaker_id, speaker in self._early_speakers.items():
+                self.slots.assign(speaker_id, speaker)
+            self._early_speakers.clear()
         if self._needs_offer:
             self._request_offer()
 

@@ -34,11 +34,8 @@ export class WakeLock {
 const GESTURES = ['pointerdown', 'keydown', 'touchend'];
 
 export function resumeOnGesture(resume) {
-  const handler = () => {
-    resume();
-  };
-  for (const type of GESTURES) document.addEventListener(type, handler, { capture: true, passive: true });
+  for (const type of GESTURES) document.addEventListener(type, resume, { capture: true, passive: true });
   return () => {
-    for (const type of GESTURES) document.removeEventListener(type, handler, { capture: true });
+    for (const type of GESTURES) document.removeEventListener(type, resume, { capture: true });
   };
 }

@@ -6,8 +6,6 @@ import { Signaling } from './signaling.js';
 // Short steps with a low ceiling: a restarted server is back within seconds and the page must be back
 // within 10 s of that; jitter keeps a room of pages from reconnecting in lockstep.
 const BACKOFF_MS = [250, 600, 1200, 2000, 3000];
-// Closes that mean "do not come back": policy violation and application codes (a kick).
-const isFinalClose = (code) => code === 1008 || (code >= 4000 && code < 5000);
 
 function parsePeer(raw) {
   if (!raw || typeof raw !== 'object' || raw.id === undefined || raw.id === null) return null;
@@ -144,22 +142,19 @@ export class RoomSession extends EventTarget {
   }
 
   onServerError(message) {
-    if (message === 'Room full') {
+    // Both come right before the server closes the socket; retrying would only be refused again.
+    const final = { 'Room full': 'err_room_full', 'Server full': 'err_server_full' }[message];
+    if (final) {
       this.stop();
-      this.emit('fatal', { key: 'err_room_full' });
+      this.emit('fatal', { key: final });
       return;
     }
     this.emit('problem', { message });
   }
 
-  async onClose(sig, { opened, code }) {
+  async onClose(sig, { opened }) {
     if (sig !== this.sig || this.stopped) return;
     this.teardown();
-    if (isFinalClose(code)) {
-      this.stop();
-      this.emit('fatal', { key: 'err_removed' });
-      return;
-    }
     if (!opened) {
       const refusal = await sig.refusal();
       if (sig !== this.sig || this.stopped) return;

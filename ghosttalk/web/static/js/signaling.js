@@ -30,11 +30,11 @@ export class Signaling extends EventTarget {
       this.emit('state');
     });
     ws.addEventListener('message', (event) => this.onFrame(event.data));
-    ws.addEventListener('close', (event) => {
+    ws.addEventListener('close', () => {
       window.clearInterval(this.heartbeat);
       if (this.ws !== ws) return;
       this.emit('state');
-      this.emit('close', { opened: this.opened, code: event.code });
+      this.emit('close', { opened: this.opened });
     });
     this.emit('state');
   }

@@ -1,6 +1,6 @@
 // Rendering of the room: avatar grid, people list, status banner. Markup comes from <template>s in the
 // page; this module only clones and fills them.
-import { setText } from './i18n.js';
+import { setText, translate } from './i18n.js';
 
 const segmenter = typeof Intl.Segmenter === 'function' ? new Intl.Segmenter(undefined, { granularity: 'grapheme' }) : null;
 
@@ -66,6 +66,8 @@ export class PeopleView {
     for (const el of [tile, person]) {
       el.dataset.peerId = peer.id;
       el.style.setProperty('--hue', String(hueOf(peer.id)));
+      // Template content is outside the document, so the language pass has not reached it yet.
+      translate(el);
     }
     this.grid.append(tile);
     this.list.append(person);

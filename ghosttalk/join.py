@@ -1,0 +1,128 @@
+"""``ghosttalk join``: take part in a room from the shell — play a file into it, record what it says."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from ghosttalk.audio import SAMPLE_RATE, OpusStreamDecoder, Pcm, read_audio, write_wav
+from ghosttalk.client import Client, ClientOptions, JoinError, ReceivedPacket
+from ghosttalk.signaling import validate_name, validate_room
+
+
+def split_room_url(url: str, room: str | None) -> tuple[str, str]:
+    """``http://host/r/<room>`` (a page link) or a base URL plus ``--room``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    path = parts.path.rstrip("/")
+    if room is None:
+        if not path.startswith("/r/"):
+            raise ValueError("give a room link (http://host/r/<room>) or --room")
+        room = path[len("/r/") :]
+    return urlunsplit((parts.scheme, parts.netloc, "", "", "")), validate_room(room)
+
+
+class Recorder:
+    """Mixes every speaker into one track, each placed by its RTP timestamps from its first packet."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self._streams: dict[str, tuple[OpusStreamDecoder, int]] = {}
+
+    def on_packet(self, speaker: str, packet: ReceivedPacket) -> None:
+        if speaker not in self._streams:
+            offset = int((packet.arrival - self.start) * SAMPLE_RATE)
+            self._streams[speaker] = (OpusStreamDecoder(), offset)
+        self._streams[speaker][0].decode(packet.payload, packet.timestamp)
+
+    def mix(self) -> Pcm:
+        tracks = [(decoder.pcm(), offset) for decoder, offset in self._streams.values()]
+        length = max((offset + len(pcm) for pcm, offset in tracks), default=0)
+        mixed = np.zeros(length, dtype=np.int32)
+        for pcm, offset in tracks:
+            mixed[offset : offset + len(pcm)] += pcm
+        return np.clip(mixed, -32768, 32767).astype(np.int16)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ghosttalk join",
+        description="Join a GhostTalk room as a headless participant: play a file into it and/or record "
+        "what the room says (all speakers mixed) to a WAV file.",
+    )
+    parser.add_argument("url", help="room link http(s)://host[:port]/r/<room>, or the server URL with --room")
+    parser.add_argument("--room", help="room name when URL is the server's base URL")
+    parser.add_argument("--name", required=True, help="nickname shown to the room (1-12 characters)")
+    parser.add_argument("--play", type=Path, help="audio file to speak (WAV, Ogg/Opus, MP3: anything libav reads)")
+    parser.add_argument("--record", type=Path, help="write what the room says, mixed, to this WAV file")
+    parser.add_argument("--seconds", type=float,
+                        help="how long to stay; default: the length of --play plus 1 s, or until Ctrl-C")
+    parser.add_argument("--turn-server", action="append", default=[], help="TURN URL (repeatable)")
+    parser.add_argument("--turn-user", help="TURN username")
+    parser.add_argument("--turn-pass", help="TURN password")
+    parser.add_argument("--relay-only", action="store_true", help="use only TURN relay candidates")
+    return parser
+
+
+async def run(args: argparse.Namespace) -> int:
+    base_url, room = split_room_url(args.url, args.room)
+    name = validate_name(args.name)
+    pcm = read_audio(args.play) if args.play else None
+    ice_servers = []
+    if args.turn_server:
+        ice_servers.append({"urls": args.turn_server, "username": args.turn_user, "credential": args.turn_pass})
+    client = Client(base_url, room, name, ClientOptions(ice_servers=ice_servers, relay_only=args.relay_only,
+                                                        keep_packets=False))
+    recorder = Recorder(time.time())
+    if args.record:
+        client.on_packet = recorder.on_packet
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await client.connect()
+    except (JoinError, TimeoutError) as exc:
+        print(f"ghosttalk join: could not join {room!r}: {exc}", file=sys.stderr)
+        return 1
+    print(f"joined {room!r} as {name!r} ({client.self_id}); in the room: "
+          f"{', '.join(p.name for p in client.peers.values())}", file=sys.stderr)
+    seconds = args.seconds
+    if seconds is None and pcm is not None:
+        seconds = len(pcm) / SAMPLE_RATE + 1.0
+    tasks = [asyncio.create_task(stop.wait())]
+    if pcm is not None:
+        tasks.append(asyncio.create_task(client.play(pcm)))
+    try:
+        if seconds is not None:
+            await asyncio.wait({tasks[0]}, timeout=seconds)
+        else:
+            await tasks[0]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+    if args.record:
+        mixed = recorder.mix()
+        write_wav(args.record, mixed)
+        print(f"recorded {len(mixed) / SAMPLE_RATE:.1f} s to {args.record}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except (ValueError, OSError) as exc:
+        print(f"ghosttalk join: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,44 @@
+// The landing page: make a fresh room, or open one from a pasted link or name.
+import { setText } from './i18n.js';
+import { show } from './ui.js';
+
+export const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+// 16 random bytes (128 bits) in URL-safe base64 without padding: 22 characters, unguessable.
+export function newRoomId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const base64 = btoa(String.fromCharCode(...bytes));
+  return base64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+// A pasted link (any host) or a bare room name → where to go, or null when it names no room.
+export function roomTarget(text) {
+  const value = text.trim();
+  if (ROOM_ID.test(value)) return `/r/${value}`;
+  let url;
+  try {
+    url = new URL(value, window.location.origin);
+  } catch {
+    return null;
+  }
+  const match = /^\/r\/([^/]+)\/?$/.exec(url.pathname);
+  if (!match || !ROOM_ID.test(match[1]) || !/^https?:$/.test(url.protocol)) return null;
+  return url.origin === window.location.origin ? `/r/${match[1]}` : `${url.origin}/r/${match[1]}`;
+}
+
+export function initLanding() {
+  document.getElementById('btn-create').addEventListener('click', () => {
+    window.location.assign(`/r/${newRoomId()}`);
+  });
+  document.getElementById('open-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const error = document.getElementById('open-error');
+    const target = roomTarget(document.getElementById('room-link').value);
+    if (target) {
+      window.location.assign(target);
+      return;
+    }
+    setText(error, 'err_bad_link');
+    show(error, true);
+  });
+}

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ghosttalk.cli import build_serve_parser, config_from_args
+from tests.serverproc import ROOT
+
+
+def test_original_single_dash_flags_work() -> None:
+    args = build_serve_parser().parse_args(["-port", "8081", "-admin-key", "K", "-rtc-udp-port", "50001"])
+    config = config_from_args(args)
+    assert (config.port, config.admin_key, config.rtc_udp_port) == (8081, "K", 50001)
+
+
+def test_double_dash_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("ADMIN_KEY", "from-env")
+    monkeypatch.setenv("RTC_UDP_PORT", "40000")
+    monkeypatch.setenv("TURN_SERVER", "turn:a.example:3478, turns:a.example:5349")
+    monkeypatch.setenv("TURN_USER", "u")
+    monkeypatch.setenv("TURN_PASS", "p")
+    monkeypatch.setenv("DATA_DIR", "/tmp/gt-data")
+    config = config_from_args(build_serve_parser().parse_args(["--port", "9001"]))
+    assert config.port == 9001  # a flag beats the environment
+    assert config.admin_key == "from-env" and config.rtc_udp_port == 40000
+    assert config.turn_servers == ("turn:a.example:3478", "turns:a.example:5349")
+    assert (config.turn_user, config.turn_pass, config.data_dir) == ("u", "p", Path("/tmp/gt-data"))
+
+
+@pytest.mark.parametrize("argv", [["-port", "70000"], ["--trusted-proxies", "not-a-net"], ["--max-room-peers", "0"]])
+def test_bad_values_are_refused_with_a_reason(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_serve_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_help_lists_every_flag() -> None:
+    result = subprocess.run([sys.executable, "-m", "ghosttalk", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--port", "--admin-key", "--rtc-udp-port", "--rtc-host", "--public-ip", "--turn-server",
+                 "--turn-secret", "--data-dir", "--max-room-peers", "--trusted-proxies", "join", "bench"):
+        assert flag in result.stdout, flag
+
+
+def test_join_help() -> None:
+    result = subprocess.run([sys.executable, "-m", "ghosttalk", "join", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and "--record" in result.stdout and "--play" in result.stdout

@@ -1,0 +1,165 @@
+"""Bad input on /ws gets a clear answer and changes nothing else (issue 3, "Bad input")."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+import pytest
+
+from ghosttalk.client import Client, ClientOptions
+from tests.helpers import clients
+from tests.serverproc import ServerProcess
+
+SDP_WITHOUT_AUDIO = """v=0\r
+o=- 1 1 IN IP4 127.0.0.1\r
+s=-\r
+t=0 0\r
+a=group:BUNDLE 0\r
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r
+c=IN IP4 0.0.0.0\r
+a=mid:0\r
+a=ice-ufrag:abcd\r
+a=ice-pwd:abcdefghijklmnopqrstuvwx\r
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r
+a=setup:actpass\r
+a=sctp-port:5000\r
+"""
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("name=bob", "room is missing"),
+        ("room=&name=bob", "room is missing"),
+        ("room=" + "a" * 65 + "&name=bob", "room must be"),
+        ("room=a%20b&name=bob", "room must be"),
+        ("room=..%2Fetc&name=bob", "room must be"),
+        ("room=caf%C3%A9&name=bob", "room must be"),
+        ("room=ok", "name is missing"),
+        ("room=ok&name=%20%20", "name is missing"),
+        ("room=ok&name=" + "x" * 13, "at most 12"),
+        ("room=ok&name=a%01b", "control"),
+        ("room=ok&name=a%E2%80%8Eb", "control"),
+    ],
+)
+async def test_bad_room_or_name_is_refused_before_the_upgrade(
+    shared_server: ServerProcess, query: str, reason: str
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{shared_server.url}/ws?{query}")
+        assert refused.value.status == 400
+        async with session.get(f"{shared_server.url}/ws?{query}") as response:
+            assert response.status == 400
+            assert reason in await response.text()
+
+
+async def test_twelve_unicode_characters_are_a_fine_name(shared_server: ServerProcess) -> None:
+    name = "幽灵说话的人们你好吗"[:10] + "ok"
+    assert len(name) == 12
+    async with clients(shared_server, "unicode", [name]) as (member,):
+        assert member.peers[member.self_id or ""].name == name
+
+
+async def next_error(client: Client, count_before: int) -> str:
+    await client.wait_for(lambda: len(client.errors) > count_before, 5)
+    return client.errors[count_before]
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("this is not json", "not JSON"),
+        ("[1, 2, 3]", "JSON object"),
+        ("42", "JSON object"),
+        ('{"no": "type"}', "string 'type'"),
+        ('{"type": 7}', "string 'type'"),
+        ('{"type": "mute", "muted": "yes"}', "boolean 'muted'"),
+        ('{"type": "offer", "sdp": 5}', "'sdp' string"),
+        ('{"type": "offer", "sdp": "v=0 this is not sdp"}', "offer SDP"),
+        ('{"type": "offer", "sdp": ' + orjson.dumps(SDP_WITHOUT_AUDIO).decode() + "}", "no audio"),
+        ('{"type": "answer", "sdp": 5}', "'sdp' string"),
+        ('{"type": "candidate", "candidate": 5}', "object or null"),
+        ('{"type": "candidate", "candidate": {"candidate": 5}}', "'candidate' string"),
+        ('{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host"}}',
+         "sdpMid or sdpMLineIndex"),
+        ('{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host", '
+         '"sdpMid": "99"}}', "unknown sdpMid"),
+        ('{"type": "candidate", "candidate": {"candidate": "garbage", "sdpMid": "0"}}', "does not parse"),
+        ('{"type": "heartbeat", "ts": "soon"}', "'ts' must be a number"),
+    ],
+)
+async def test_malformed_messages_get_an_error_and_the_session_goes_on(
+    shared_server: ServerProcess, frame: str, expected: str
+) -> None:
+    async with clients(shared_server, "malformed", ["victim", "friend"]) as (victim, friend):
+        before = len(victim.errors)
+        await victim.send_raw(frame)
+        assert expected in await next_error(victim, before)
+        await assert_still_talking(shared_server, "malformed", [victim, friend])
+
+
+async def test_binary_frame_gets_an_error(shared_server: ServerProcess) -> None:
+    async with clients(shared_server, "binary", ["victim"]) as (victim,):
+        await victim.send_raw(b"\x00\x01binary")
+        assert "binary frames" in await next_error(victim, 0)
+        await victim.send({"type": "heartbeat", "ts": 1})
+        await victim.mute(True)
+        await victim.wait_for(lambda: victim.peers[victim.self_id or ""].muted, 5)
+
+
+async def test_unknown_types_are_ignored(shared_server: ServerProcess) -> None:
+    async with clients(shared_server, "unknown", ["victim"]) as (victim,):
+        await victim.send({"type": "chat", "text": "hello"})
+        await victim.mute(True)
+        await victim.wait_for(lambda: victim.peers[victim.self_id or ""].muted, 5)
+        assert victim.errors == []
+
+
+async def test_frame_over_64_kib_closes_with_1009(shared_server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"{shared_server.url}/ws?room=big&name={quote('big')}")
+        first = await ws.receive_json()
+        assert first["type"] == "room_state"
+        await ws.send_str('{"type": "heartbeat", "pad": "' + "x" * (64 * 1024) + '"}')
+        while (message := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            pass
+        assert ws.close_code == 1009
+
+
+async def test_answer_without_offer_and_offer_during_negotiation(shared_server: ServerProcess) -> None:
+    async with clients(shared_server, "order", ["victim", "friend"]) as (victim, friend):
+        assert victim.pc is not None
+        before = len(victim.errors)
+        await victim.send({"type": "answer", "sdp": victim.pc.localDescription.sdp})
+        assert "without an outstanding offer" in await next_error(victim, before)
+        # A third person joins: the server re-offers to both; an offer sent into that is dropped (we are the
+        # impolite side), and the negotiation still completes.
+        third = asyncio.create_task(Client(shared_server.url, "order", "third").connect())
+        await victim.send({"type": "offer", "sdp": victim.pc.localDescription.sdp})
+        newcomer = await third
+        try:
+            await assert_still_talking(shared_server, "order", [victim, friend, newcomer])
+        finally:
+            await newcomer.close()
+
+
+async def assert_still_talking(server: ServerProcess, room: str, members: list[Client]) -> None:
+    """A fresh client in the same room hears the others and they hear it."""
+    fresh = await Client(server.url, room, "fresh", ClientOptions()).connect()
+    try:
+        everyone = [*members, fresh]
+        for member in everyone:
+            others = {m.self_id for m in everyone if m is not member}
+            await member.wait_for(lambda m=member, o=others: o <= m.negotiated_speakers(), 10)
+        await asyncio.sleep(0.2)
+        for member in everyone:
+            member.send_rtp(b"still here " + member.name.encode())
+        for member in everyone:
+            others = {m.self_id for m in everyone if m is not member}
+            await member.wait_for(lambda m=member, o=others: o <= m.speakers(), 5)
+    finally:
+        await fresh.close()
