@@ -23,7 +23,7 @@ from ghosttalk.netaddr import client_ip
 from ghosttalk.pages import TEMPLATE_DIR
 from ghosttalk.version import commit, version
 
-READ_ACTIONS = frozenset({"stats", "logs", "rooms", "bans"})
+READ_ACTIONS = frozenset({"stats", "logs", "rooms", "bans", "internals"})
 WRITE_ACTIONS = frozenset({"ban", "unban", "kick"})
 MAX_LOGS = 1000
 DEFAULT_LOGS = 100
@@ -64,6 +64,7 @@ class AdminPanel:
             "logs": self._logs,
             "rooms": self._rooms,
             "bans": self._bans,
+            "internals": self._internals,
             "ban": self._ban,
             "unban": self._unban,
             "kick": self._kick,
@@ -153,6 +154,10 @@ class AdminPanel:
         if not text.isdecimal() or not 1 <= int(text) <= MAX_LOGS:
             return _error(400, f"n must be a whole number from 1 to {MAX_LOGS}")
         return _json({"events": request.app[EVENTS].recent(int(text))})
+
+    async def _internals(self, request: web.Request, params: Params) -> web.Response:
+        # Leak checks: counts that return to their baseline once everyone has left.
+        return _json(request.app[ROOMS].internals())
 
     async def _rooms(self, request: web.Request, params: Params) -> web.Response:
         return _json({"rooms": request.app[ROOMS].snapshot()})

@@ -18,7 +18,7 @@ from ghosttalk.metrics import Metrics, setup_metrics
 from ghosttalk.pages import setup_pages
 from ghosttalk.rooms import RoomManager
 from ghosttalk.security import security_headers
-from ghosttalk.signaling import CONNECTIONS, ConnectionCounter, websocket_handler
+from ghosttalk.signaling import CONNECTIONS, JOIN_RATE, ConnectionCounter, join_rate_limiter, websocket_handler
 from ghosttalk.version import commit, version
 
 
@@ -59,6 +59,7 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = metrics
     app[ROOMS] = rooms
     app[CONNECTIONS] = ConnectionCounter()
+    app[JOIN_RATE] = join_rate_limiter(config)
     app[SHUTTING_DOWN] = asyncio.Event()
     app[STARTED_AT] = time.time()
     app[ADMIN_KEY] = config.admin_key or secrets.token_urlsafe(24)

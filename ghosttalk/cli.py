@@ -111,6 +111,26 @@ def build_serve_parser(prog: str = "ghosttalk") -> argparse.ArgumentParser:
     _flag(parser, "max-conns-per-ip", type=_positive(int),
           default=int(_env("MAX_CONNS_PER_IP", str(defaults.max_conns_per_ip)) or 0),
           help="open signaling sockets per client address; more get 429 (MAX_CONNS_PER_IP)")
+    _flag(parser, "join-rate", type=_positive(float),
+          default=float(_env("JOIN_RATE", str(defaults.join_rate_per_minute)) or 0),
+          help="new signaling sockets per minute per address, sustained (JOIN_RATE)")
+    _flag(parser, "join-burst", type=_positive(int), default=int(_env("JOIN_BURST", str(defaults.join_burst)) or 0),
+          help="new signaling sockets per address allowed at once on top of --join-rate (JOIN_BURST)")
+    _flag(parser, "message-rate", type=_positive(float),
+          default=float(_env("MESSAGE_RATE", str(defaults.message_rate)) or 0),
+          help="signaling messages per second per session, sustained; more closes the session (MESSAGE_RATE)")
+    _flag(parser, "message-burst", type=_positive(int),
+          default=int(_env("MESSAGE_BURST", str(defaults.message_burst)) or 0),
+          help="signaling messages per session allowed at once (MESSAGE_BURST)")
+    _flag(parser, "offers-per-minute", type=_positive(int),
+          default=int(_env("OFFERS_PER_MINUTE", str(defaults.offers_per_minute)) or 0),
+          help="SDP offers per session per minute (OFFERS_PER_MINUTE)")
+    _flag(parser, "offer-timeout", type=_positive(float),
+          default=float(_env("OFFER_TIMEOUT", str(defaults.offer_timeout)) or 0),
+          help="seconds a new session may take to send its first offer (OFFER_TIMEOUT)")
+    _flag(parser, "connect-timeout", type=_positive(float),
+          default=float(_env("CONNECT_TIMEOUT", str(defaults.connect_timeout)) or 0),
+          help="seconds a peer's media may take to connect before it is removed (CONNECT_TIMEOUT)")
     _flag(parser, "room-grace", type=float, default=float(_env("ROOM_GRACE", "0") or 0),
           help="seconds an empty room is kept before it is destroyed (ROOM_GRACE)")
     parser.add_argument("--version", action="version", version=f"ghosttalk {version()} ({commit()})")
@@ -142,6 +162,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         max_peers=args.max_peers,
         max_conns_per_ip=args.max_conns_per_ip,
         room_grace_seconds=args.room_grace,
+        join_rate_per_minute=args.join_rate,
+        join_burst=args.join_burst,
+        message_rate=args.message_rate,
+        message_burst=args.message_burst,
+        offers_per_minute=args.offers_per_minute,
+        offer_timeout=args.offer_timeout,
+        connect_timeout=args.connect_timeout,
     )
 
 

@@ -24,9 +24,17 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
 from ghosttalk.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
-from ghosttalk.media.aiortc_adapter import negotiated_payload_type, srtp_writer, tap_rtp
+from ghosttalk.media.aiortc_adapter import filter_ice_datagrams, negotiated_payload_type, srtp_writer, tap_rtp
 from ghosttalk.media.outbound import IdleAudioTrack
 from ghosttalk.media.rtp import build_rtp, parse_rtp
+from ghosttalk.netsim import LinkConditions
+
+
+# Rejoin backoff: quick enough to be back within seconds of a server restart, gentle on a server in trouble.
+REJOIN_FIRST_DELAY = 0.25
+REJOIN_MAX_DELAY = 2.0
+# Errors after which rejoining cannot succeed.
+FINAL_ERRORS = frozenset({"Room full"})
 
 
 class JoinError(Exception):
@@ -57,6 +65,10 @@ class ClientOptions:
     keep_packets: bool = True
     decode: bool = False
     answer_heartbeat: bool = True
+    # Join again by itself when the socket drops or the media fails (server restart, network outage).
+    rejoin: bool = False
+    # Loss, delay, jitter and blackouts applied to this client's UDP traffic (fault tests).
+    network: LinkConditions | None = None
 
 
 def ws_url(base_url: str, room: str, name: str) -> str:
@@ -103,27 +115,77 @@ class Client:
         self._sequence_number = random.randrange(32768)
         self._timestamp = random.getrandbits(32)
         self._transceiver: Any = None
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self.rejoins = 0
 
     # Joining.
 
     async def connect(self, timeout: float = 20.0) -> Client:
-        """Join, negotiate, and return once media is connected. Raises :class:`JoinError`."""
+        """Join, negotiate, and return once media is connected. Raises :class:`JoinError`.
+
+        With ``ClientOptions.rejoin`` the client then stays in the room by itself: when the socket drops or
+        the media fails it joins again (a new peer id), backing off up to REJOIN_MAX_DELAY between tries."""
         self._session = aiohttp.ClientSession()
         try:
-            self._ws = await self._session.ws_connect(self.url, heartbeat=30)
-        except aiohttp.WSServerHandshakeError as exc:
-            reason = await self._refusal_reason()
-            await self._session.close()
-            raise JoinError(f"HTTP {exc.status}: {reason}") from None
-        self._reader = asyncio.create_task(self._read())
-        try:
-            await self.wait_for(lambda: self.self_id is not None, timeout)
-            await self._offer()
-            await self.wait_for(lambda: self._write is not None, timeout)
+            await self._join(timeout)
         except BaseException:
             await self.close()
             raise
+        if self.options.rejoin:
+            self._supervisor = asyncio.create_task(self._stay_joined(timeout))
         return self
+
+    async def _join(self, timeout: float) -> None:
+        assert self._session is not None
+        self.self_id, self.closed_reason, self._write, self._owners = None, None, None, {}
+        self._lost.clear()
+        try:
+            self._ws = await self._session.ws_connect(self.url, heartbeat=30)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise JoinError(f"HTTP {exc.status}: {await self._refusal_reason()}") from None
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for(lambda: self.self_id is not None, timeout)
+        await self._offer()
+        await self.wait_for(lambda: self._write is not None, timeout)
+
+    async def _stay_joined(self, timeout: float) -> None:
+        while True:
+            await self._lost.wait()
+            await self._leave()
+            if self.errors and self.errors[-1] in FINAL_ERRORS:
+                return
+            delay = REJOIN_FIRST_DELAY
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._join(timeout)
+                except JoinError as exc:
+                    await self._leave()
+                    if str(exc).startswith(("HTTP 400", "HTTP 403")) or str(exc) in FINAL_ERRORS:
+                        self.closed_reason = str(exc)
+                        return  # refused for good (bad name, banned, room full): trying again cannot help
+                    delay = min(delay * 2, REJOIN_MAX_DELAY)
+                    continue
+                except (TimeoutError, aiohttp.ClientError, OSError):
+                    await self._leave()
+                    delay = min(delay * 2, REJOIN_MAX_DELAY)
+                    continue
+                self.rejoins += 1
+                self._notify()
+                break
+
+    async def _leave(self) -> None:
+        """Drop this join's socket and connection (the session and what was received stay)."""
+        self._write = None
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
 
     async def _refusal_reason(self) -> str:
         """A refused upgrade carries its reason in the body, which the WebSocket handshake discards."""
@@ -153,6 +215,8 @@ class Client:
         self._transceiver = pc.addTransceiver(IdleAudioTrack(), direction="sendrecv")
         self._ssrc = self._transceiver.sender._ssrc
         await pc.setLocalDescription(await pc.createOffer())
+        if self.options.network is not None:
+            filter_ice_datagrams(pc, self.options.network)
         tap_rtp(self._transceiver.receiver.transport, self._on_rtp)
         await self.send({"type": "offer", "sdp": pc.localDescription.sdp})
 
@@ -163,6 +227,7 @@ class Client:
             self._notify()
         elif self.pc.connectionState == "failed":
             self.closed_reason = "ICE or DTLS failed"
+            self._lost.set()
             self._notify()
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
@@ -204,6 +269,7 @@ class Client:
                 self._notify()
         finally:
             self.closed_reason = self.closed_reason or f"socket closed ({self._ws.close_code})"
+            self._lost.set()
             self._notify()
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -295,12 +361,9 @@ class Client:
         await self.send({"type": "mute", "muted": muted})
 
     async def close(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        if self.pc is not None:
-            await self.pc.close()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        await self._leave()
         if self._session is not None:
             await self._session.close()

@@ -45,6 +45,16 @@ class Config:
     max_rooms: int = 1000
     max_peers: int = 5000
     max_conns_per_ip: int = 10
+    # New signaling sockets per address: sustained per minute, and the burst allowed on top.
+    join_rate_per_minute: float = 60.0
+    join_burst: int = 20
+    # Messages per signaling session: sustained per second and burst (a page trickles ~20 candidates at once).
+    message_rate: float = 50.0
+    message_burst: int = 200
+    # Offers a client may send per minute (each one costs a full SDP negotiation).
+    offers_per_minute: int = 20
+    # A socket that has not sent its first offer by then is closed.
+    offer_timeout: float = 15.0
     # A room that empties is kept this long so that a reload does not destroy and recreate it.
     room_grace_seconds: float = 0.0
     # Liveness: DataChannel ping interval and the silence after which a peer is removed.

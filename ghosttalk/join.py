@@ -80,8 +80,8 @@ async def run(args: argparse.Namespace) -> int:
     ice_servers = []
     if args.turn_server:
         ice_servers.append({"urls": args.turn_server, "username": args.turn_user, "credential": args.turn_pass})
-    client = Client(base_url, room, name, ClientOptions(ice_servers=ice_servers, relay_only=args.relay_only,
-                                                        keep_packets=False))
+    options = ClientOptions(ice_servers=ice_servers, relay_only=args.relay_only, keep_packets=False, rejoin=True)
+    client = Client(base_url, room, name, options)
     recorder = Recorder(time.time())
     if args.record:
         client.on_packet = recorder.on_packet

@@ -51,7 +51,7 @@ async def room_page(request: web.Request) -> web.Response:
 
 
 async def config_module(request: web.Request) -> web.Response:
-    # TURN REST credentials are minted per request and expire, so neither the browser nor a proxy may keep them.
+    # TURN REST credentials are minted per request and expire: neither the browser nor a proxy may keep them.
     servers = orjson.dumps(ice_servers(request.app[CONFIG])).decode()
     return web.Response(
         text=f"export const iceServers = {servers};\n",
@@ -76,7 +76,7 @@ def setup_pages(app: web.Application) -> None:
         lstrip_blocks=True,
     )
     app.router.add_get("/", landing, name="landing")
-    # ".*" so that an empty id or one with slashes still reaches the friendly error page instead of a bare 404.
+    # ".*" so that an empty id or one with slashes gets the friendly error page rather than a bare 404.
     app.router.add_get("/r/{room:.*}", room_page, name="room")
     # Registered before the static resource so the generated module wins over the directory lookup.
     app.router.add_get("/static/js/config.js", config_module, name="config_js")

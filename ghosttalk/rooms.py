@@ -81,6 +81,7 @@ class RoomManager:
             heartbeat_interval=config.heartbeat_interval,
             heartbeat_timeout=config.heartbeat_timeout,
             connect_timeout=config.connect_timeout,
+            offer_timeout=config.offer_timeout,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         # Every connection ever made that is still referenced anywhere: leak checks read it.

@@ -17,8 +17,12 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ghosttalk.appkeys import BANS, CONFIG, METRICS, ROOMS, SHUTTING_DOWN
+from ghosttalk.appkeys import BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN
+from ghosttalk.config import Config
+from ghosttalk.eventlog import EventLog
+from ghosttalk.limits import KeyedRateLimiter, TokenBucket
 from ghosttalk.media.peer import SignalingError
+from ghosttalk.metrics import Metrics
 from ghosttalk.netaddr import client_ip, origin_allowed
 from ghosttalk.rooms import JoinRefused, Peer, RoomManager
 
@@ -71,6 +75,11 @@ class ConnectionCounter:
 
 
 CONNECTIONS = web.AppKey("connections", ConnectionCounter)
+JOIN_RATE = web.AppKey("join_rate", KeyedRateLimiter)
+
+
+def join_rate_limiter(config: Config) -> KeyedRateLimiter:
+    return KeyedRateLimiter(rate=config.join_rate_per_minute / 60, burst=config.join_burst)
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -91,23 +100,32 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return web.Response(status=503, text="server shutting down\n")
     connections = app[CONNECTIONS]
     if connections.count(ip) >= config.max_conns_per_ip:
+        app[METRICS].signaling_errors.labels(kind="limit_connections").inc()
         return web.Response(status=429, text="too many connections from your address\n")
+    if not app[JOIN_RATE].take(ip):
+        app[METRICS].signaling_errors.labels(kind="limit_join_rate").inc()
+        return web.Response(status=429, text="too many joins from your address; wait a moment\n")
 
     with connections.hold(ip):
         ws = web.WebSocketResponse(
             heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES
         )
         await ws.prepare(request)
-        session = SignalingSession(ws, app[ROOMS], app[METRICS].signaling_errors.labels)
+        session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
         await session.run(room_id, name, ip)
     return ws
 
 
 class SignalingSession:
-    def __init__(self, ws: web.WebSocketResponse, rooms: RoomManager, error_counter: Callable[..., Any]) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, rooms: RoomManager, metrics: Metrics, events: EventLog, config: Config
+    ) -> None:
         self.ws = ws
         self.rooms = rooms
-        self._count_error = error_counter
+        self._metrics = metrics
+        self._events = events
+        self._messages = TokenBucket(config.message_rate, config.message_burst)
+        self._offers = TokenBucket(config.offers_per_minute / 60, config.offers_per_minute)
         self._close_reason: str | None = None
         self._closed = asyncio.Event()
 
@@ -161,15 +179,29 @@ class SignalingSession:
             if message.type == WSMsgType.TEXT:
                 await self._dispatch(peer, message.data)
             elif message.type == WSMsgType.BINARY:
-                self._reject(peer, "binary_frame", "binary frames are not supported; send JSON text")
+                if not self._messages.take():
+                    self._over_limit(peer, "message_rate", "too many messages; slow down")
+                else:
+                    self._reject(peer, "binary_frame", "binary frames are not supported; send JSON text")
             elif message.type == WSMsgType.ERROR:
                 return
 
     def _reject(self, peer: Peer, kind: str, text: str) -> None:
-        self._count_error(kind=kind).inc()
+        self._metrics.signaling_errors.labels(kind=kind).inc()
         peer.send({"type": "error", "message": text})
 
+    def _over_limit(self, peer: Peer, limit: str, text: str) -> None:
+        """One event, one error, and the session ends; nobody else notices."""
+        if self._close_reason is not None:
+            return
+        self._events.emit("LIMIT_EXCEEDED", level="warning", room=peer.room_id, peer=peer.id, ip=peer.ip, limit=limit)
+        self._reject(peer, f"limit_{limit}", text)
+        self.disconnect(f"limit exceeded: {limit}")
+
     async def _dispatch(self, peer: Peer, text: str) -> None:
+        if not self._messages.take():
+            self._over_limit(peer, "message_rate", "too many messages; slow down")
+            return
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -195,6 +227,9 @@ class SignalingSession:
             self._reject(peer, "internal", f"server error while handling {kind}")
 
     async def _on_offer(self, peer: Peer, message: dict[str, Any]) -> None:
+        if not self._offers.take():
+            self._over_limit(peer, "offer_rate", "too many offers; each one renegotiates the call")
+            return
         await peer.media.handle_offer(message.get("sdp"))
 
     async def _on_answer(self, peer: Peer, message: dict[str, Any]) -> None:

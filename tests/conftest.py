@@ -7,6 +7,9 @@ import pytest
 
 from tests.serverproc import ServerProcess
 
+# Every test client comes from 127.0.0.1: per-address limits are raised so that only the room size binds.
+RELAXED_LIMITS = ["--max-conns-per-ip", "1000", "--join-rate", "100000", "--join-burst", "10000"]
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
@@ -22,7 +25,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for a whole test module; tests use distinct room names. All clients come from 127.0.0.1,
     so the per-address connection limit is raised above the room size."""
-    proc = ServerProcess(tmp_path_factory.mktemp("data"), ["--max-conns-per-ip", "100"]).start()
+    proc = ServerProcess(tmp_path_factory.mktemp("data"), RELAXED_LIMITS).start()
     try:
         yield proc
     finally:

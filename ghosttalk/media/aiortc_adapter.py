@@ -243,3 +243,42 @@ def srtp_writer(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
         transport.sendto(protect(packet), addr)
 
     return write
+
+
+class DatagramFilter(Protocol):
+    """Sits between an ICE socket and aioice (see ``ghosttalk.netsim``): may drop, delay or pass datagrams."""
+
+    def outgoing(self, data: bytes, addr: Address, send: Callable[[bytes, Address], None]) -> None: ...
+
+    def incoming(self, data: bytes, addr: Address, deliver: Callable[[bytes, Address], None]) -> None: ...
+
+
+class _FilteredTransport:
+    """Wraps an ICE socket's transport so that everything aioice and DTLS send passes the filter."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, link: DatagramFilter) -> None:
+        self._transport = transport
+        self._link = link
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        self._link.outgoing(data, addr, self._send_now)
+
+    def _send_now(self, data: bytes, addr: Address) -> None:
+        # A delayed datagram may come due after the connection closed its socket.
+        if not self._transport.is_closing():
+            self._transport.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def filter_ice_datagrams(pc: RTCPeerConnection, link: DatagramFilter) -> None:
+    """Route every datagram of ``pc``'s ICE sockets through ``link`` in both directions (fault injection for
+    the headless client). Call after ``setLocalDescription``, once the sockets exist."""
+    for transport in _ice_transports(pc):
+        for protocol in transport._connection._protocols:
+            if isinstance(protocol.transport, _FilteredTransport):
+                continue
+            protocol.transport = _FilteredTransport(protocol.transport, link)
+            deliver = protocol.datagram_received
+            protocol.datagram_received = functools.partial(link.incoming, deliver=deliver)

@@ -50,6 +50,7 @@ class MediaLimits:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 15.0
     connect_timeout: float = 30.0
+    offer_timeout: float = 15.0
     max_pending_candidates: int = 64
 
 
@@ -320,6 +321,9 @@ class PeerMedia:
         while True:
             await asyncio.sleep(WATCHDOG_TICK_SECONDS)
             now = time.monotonic()
+            if self._inbound is None and now - self._created_at > limits.offer_timeout:
+                self._hooks.failed(f"no offer within {limits.offer_timeout:g} s")
+                return
             if self._connected_at is None:
                 if now - self._created_at > limits.connect_timeout:
                     self._hooks.failed(f"media did not connect within {limits.connect_timeout:g} s")

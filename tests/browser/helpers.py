@@ -67,6 +67,11 @@ def launch(pw: Playwright, wav: Path) -> Browser:
     )
 
 
+PEOPLE_JS = (
+    "[...document.querySelectorAll('#people-list .person')].map((e) => [e.dataset.name, e.dataset.peerId])"
+)
+
+
 @dataclass(slots=True)
 class Person:
     """One page in a room, with the console errors it logged."""
@@ -84,9 +89,7 @@ class Person:
 
     def peer_ids(self) -> dict[str, str]:
         """name -> peer id of everyone this page lists."""
-        return dict(self.page.evaluate(
-            "[...document.querySelectorAll('#people-list .person')].map(e => [e.dataset.name, e.dataset.peerId])"
-        ))
+        return dict(self.page.evaluate(PEOPLE_JS))
 
 
 def open_page(browser: Browser, url: str, name: str, viewport: dict[str, int] | None = None) -> Person:
@@ -107,7 +110,9 @@ def open_page(browser: Browser, url: str, name: str, viewport: dict[str, int] | 
     return person
 
 
-def join(browser: Browser, base_url: str, room: str, name: str, viewport: dict[str, int] | None = None) -> Person:
+def join(
+    browser: Browser, base_url: str, room: str, name: str, viewport: dict[str, int] | None = None
+) -> Person:
     person = open_page(browser, f"{base_url}/r/{room}", name, viewport)
     person.page.fill("#nickname", name)
     person.page.click("#btn-join")
@@ -220,9 +225,18 @@ class RawChromium:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.proc = subprocess.Popen(
-            [chromium_path(), "--headless=new", f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
-             *CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={wav}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                chromium_path(),
+                "--headless=new",
+                f"--remote-debugging-port={port}",
+                f"--user-data-dir={profile}",
+                *CHROMIUM_FLAGS,
+                f"--use-file-for-fake-audio-capture={wav}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         endpoint = f"http://127.0.0.1:{port}"
         wait_until(lambda: _devtools_up(endpoint), 15, message="chromium devtools endpoint")

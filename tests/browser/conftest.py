@@ -1,0 +1,37 @@
+"""Fixtures for the Chromium tests: Playwright, tone WAVs as fake microphones, one browser per tone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Playwright, sync_playwright
+
+from tests.browser.helpers import launch, write_tone
+
+# One tone per person, far enough apart that an FFT peak names the speaker without doubt.
+TONES = {"Ann": 440.0, "Bob": 660.0, "Cat": 880.0}
+
+
+@pytest.fixture(scope="session")
+def tone_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("tones")
+    return {name: write_tone(folder / f"{name}-{int(hz)}.wav", hz) for name, hz in TONES.items()}
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browsers(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[dict[str, Browser]]:
+    """A Chromium process per person: the fake microphone file is a per-process flag."""
+    launched = {name: launch(pw, wav) for name, wav in tone_files.items()}
+    try:
+        yield launched
+    finally:
+        for browser in launched.values():
+            browser.close()

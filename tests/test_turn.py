@@ -1,0 +1,273 @@
+"""TURN: the credentials GhostTalk hands out, and a real coturn relaying a relay-only aiortc client.
+
+coturn (Debian's package) runs on loopback with a config written by the test, in both credential modes.
+The clients allow only relay candidates, so media can reach the SFU in no other way than through coturn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aioice import stun
+
+from ghosttalk.client import Client, ClientOptions, JoinError
+from ghosttalk.config import Config
+from ghosttalk.turn import ice_servers, rest_credentials
+from tests.helpers import negotiated
+from tests.serverproc import ServerProcess, free_port
+
+SECRET = "turn-shared-secret-for-tests"
+STATIC_USER, STATIC_PASS = "ghost", "talk-static-password"
+
+
+# --- Credentials ------------------------------------------------------------------------------
+
+
+def test_rest_credentials_follow_coturn_use_auth_secret() -> None:
+    username, password = rest_credentials("s3cret", 3600, now=1_700_000_000)
+    expiry, _, user_id = username.partition(":")
+    assert expiry == str(1_700_000_000 + 3600)
+    assert re.fullmatch(r"[0-9a-f]{16}", user_id)
+    expected = base64.b64encode(hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()).decode()
+    assert password == expected
+    # Every call gets its own id, so two pages never share a TURN username.
+    assert rest_credentials("s3cret", 3600, now=1_700_000_000)[0] != username
+
+
+def test_ice_servers_by_mode() -> None:
+    # Nothing configured: no STUN or TURN at all, so no third party is ever contacted.
+    assert ice_servers(Config()) == []
+    static = Config(
+        turn_servers=("turn:t.example:3478", "turns:t.example:5349"), turn_user="u", turn_pass="p"
+    )
+    assert ice_servers(static) == [
+        {"urls": ["turn:t.example:3478", "turns:t.example:5349"], "username": "u", "credential": "p"}
+    ]
+    timed = Config(
+        turn_servers=("turn:t.example:3478",), turn_secret="k", turn_ttl=60, stun_servers=("stun:s:3478",)
+    )
+    stun_entry, turn_entry = ice_servers(timed, now=1000)
+    assert stun_entry == {"urls": ["stun:s:3478"]}
+    assert turn_entry["username"].startswith("1060:")
+    expected = base64.b64encode(
+        hmac.new(b"k", turn_entry["username"].encode(), hashlib.sha1).digest()
+    ).decode()
+    assert turn_entry["credential"] == expected
+
+
+# --- A real coturn --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Coturn:
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"turn:127.0.0.1:{self.port}?transport=udp"
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _relay_range(size: int = 20) -> int:
+    """A block of free UDP ports below the ephemeral range, where free_port() never lands."""
+    for _ in range(50):
+        base = random.randrange(20000, 30000 - size)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError("no free block of UDP ports for coturn's relays")
+
+
+def _answers_stun(port: int) -> bool:
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        sock.sendto(bytes(request), ("127.0.0.1", port))
+        try:
+            data = sock.recv(2048)
+        except OSError:
+            return False
+    return stun.parse_message(data).transaction_id == request.transaction_id
+
+
+@contextmanager
+def coturn(tmp_path: Path, credentials: str) -> Iterator[Coturn]:
+    """coturn on loopback; ``credentials`` is the config's credential section."""
+    binary = shutil.which("turnserver")
+    assert binary is not None, "coturn's turnserver is required for this test: apt-get install coturn"
+    port = free_port(socket.SOCK_DGRAM)
+    relay = _relay_range()
+    directory = tmp_path / f"coturn-{port}"
+    directory.mkdir()
+    log = directory / "turn.log"
+    config = directory / "turnserver.conf"
+    config.write_text(
+        "\n".join(
+            [
+                "listening-ip=127.0.0.1",
+                "relay-ip=127.0.0.1",
+                f"listening-port={port}",
+                f"min-port={relay}",
+                f"max-port={relay + 19}",
+                "realm=ghosttalk.test",
+                "fingerprint",
+                "no-cli",
+                "no-tls",
+                "no-dtls",
+                "no-tcp",
+                "no-multicast-peers",
+                # The SFU is on loopback in this test; never in production (see turnserver.conf).
+                "allow-loopback-peers",
+                f"userdb={directory / 'turndb'}",
+                f"pidfile={directory / 'turn.pid'}",
+                f"log-file={log}",
+                "simple-log",
+                "verbose",
+                credentials,
+                "",
+            ]
+        )
+    )
+    proc = subprocess.Popen(
+        [binary, "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _answers_stun(port):
+            assert proc.poll() is None, f"turnserver exited with {proc.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, "turnserver did not answer STUN within 10 s"
+        yield Coturn(port, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def page_ice_servers(server: ServerProcess) -> list[dict[str, Any]]:
+    """The ICE servers a page gets: the module /static/js/config.js that the server generates per request."""
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/static/js/config.js") as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        text = await response.text()
+    match = re.fullmatch(r"export const iceServers = (.*);\n", text, re.DOTALL)
+    assert match is not None, text
+    servers: list[dict[str, Any]] = orjson.loads(match.group(1))
+    return servers
+
+
+def connected_types(server: ServerProcess, room: str) -> list[str]:
+    lines = (orjson.loads(line) for line in (server.data_dir / "server.log").read_text().splitlines())
+    return [
+        e["details"]["candidate_type"] for e in lines if e["event"] == "ICE_CONNECTED" and e["room"] == room
+    ]
+
+
+async def talk_through_relay(server: ServerProcess, room: str) -> None:
+    """Two relay-only clients join with the page's ICE servers and hear each other."""
+    options = ClientOptions(ice_servers=await page_ice_servers(server), relay_only=True)
+    ann = await Client(server.url, room, "ann", options).connect(timeout=15)
+    try:
+        # A fresh module fetch per person, as each page loads its own (REST credentials differ per fetch).
+        ben_options = ClientOptions(ice_servers=await page_ice_servers(server), relay_only=True)
+        ben = await Client(server.url, room, "ben", ben_options).connect(timeout=15)
+        try:
+            await negotiated([ann, ben])
+            payloads = [os.urandom(30) for _ in range(25)]
+            for payload in payloads:
+                ann.send_rtp(payload)
+                ben.send_rtp(payload[::-1])
+                await asyncio.sleep(0.02)
+            await ben.wait_for(lambda: len(ben.received.get(ann.self_id or "", [])) >= 20, 5)
+            await ann.wait_for(lambda: len(ann.received.get(ben.self_id or "", [])) >= 20, 5)
+            heard = {p.payload for p in ben.received[ann.self_id or ""]}
+            assert heard <= set(payloads)
+        finally:
+            await ben.close()
+    finally:
+        await ann.close()
+    assert connected_types(server, room) == ["relay", "relay"]
+
+
+async def test_static_credentials_relay_audio(tmp_path: Path) -> None:
+    with coturn(tmp_path, f"lt-cred-mech\nuser={STATIC_USER}:{STATIC_PASS}") as turn:
+        args = ["--turn-server", turn.url, "--turn-user", STATIC_USER, "--turn-pass", STATIC_PASS]
+        server = ServerProcess(tmp_path / "data", extra_args=args).start()
+        try:
+            servers = await page_ice_servers(server)
+            assert servers == [{"urls": [turn.url], "username": STATIC_USER, "credential": STATIC_PASS}]
+            await talk_through_relay(server, "turn-static")
+        finally:
+            server.stop()
+        # coturn authenticated the static user and relayed for it.
+        assert f"user <{STATIC_USER}>" in turn.text()
+
+
+async def test_rest_credentials_relay_audio(tmp_path: Path) -> None:
+    with coturn(tmp_path, f"use-auth-secret\nstatic-auth-secret={SECRET}") as turn:
+        args = ["--turn-server", turn.url, "--turn-secret", SECRET, "--turn-ttl", "600"]
+        server = ServerProcess(tmp_path / "data", extra_args=args).start()
+        try:
+            servers = await page_ice_servers(server)
+            expiry = int(servers[0]["username"].split(":")[0])
+            assert abs(expiry - (time.time() + 600)) < 30
+            await talk_through_relay(server, "turn-rest")
+        finally:
+            server.stop()
+        users = set(re.findall(r"user <(\d+:[0-9a-f]{16})>", turn.text()))
+        assert len(users) >= 2, "each client used its own time-limited username"
+        assert "Cannot find credentials" not in turn.text()
+
+
+async def test_wrong_secret_fails_clearly_and_nothing_connects(tmp_path: Path) -> None:
+    with coturn(tmp_path, f"use-auth-secret\nstatic-auth-secret={SECRET}") as turn:
+        args = ["--turn-server", turn.url, "--turn-secret", "not-the-secret"]
+        server = ServerProcess(tmp_path / "data", extra_args=args).start()
+        try:
+            options = ClientOptions(ice_servers=await page_ice_servers(server), relay_only=True)
+            client = Client(server.url, "turn-wrong", "ann", options)
+            started = time.monotonic()
+            with pytest.raises((JoinError, TimeoutError)):
+                await client.connect(timeout=6)
+            assert time.monotonic() - started < 10
+            await client.close()
+        finally:
+            server.stop()
+        assert connected_types(server, "turn-wrong") == []
+        # coturn refused the credential, and its log tells the operator so.
+        assert re.search(r"check_stun_auth: Cannot find credentials of user <\d+:[0-9a-f]{16}>", turn.text())
