@@ -33,9 +33,9 @@ def read_audio(path: Path) -> Pcm:
     with av.open(str(path)) as container:
         for frame in container.decode(audio=0):
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().reshape(-1).astype(np.int16))
     for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1))
+        chunks.append(out.to_ndarray().reshape(-1).astype(np.int16))
     if not chunks:
         raise ValueError(f"{path} holds no audio")
     return np.concatenate(chunks).astype(np.int16)
@@ -86,6 +86,7 @@ class OpusStreamDecoder:
 
     def decode(self, payload: bytes, timestamp: int) -> None:
         for frame in self._decoder.decode(JitterFrame(payload, timestamp)):
+            assert isinstance(frame, av.AudioFrame)
             samples = frame.to_ndarray().reshape(-1)
             channels = len(frame.layout.channels)
             self._chunks.append(samples[::channels].astype(np.int16))

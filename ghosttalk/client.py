@@ -29,7 +29,6 @@ from ghosttalk.media.outbound import IdleAudioTrack
 from ghosttalk.media.rtp import build_rtp, parse_rtp
 from ghosttalk.netsim import LinkConditions
 
-
 # Rejoin backoff: quick enough to be back within seconds of a server restart, gentle on a server in trouble.
 REJOIN_FIRST_DELAY = 0.25
 REJOIN_MAX_DELAY = 2.0

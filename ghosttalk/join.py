@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -99,7 +100,7 @@ async def run(args: argparse.Namespace) -> int:
     seconds = args.seconds
     if seconds is None and pcm is not None:
         seconds = len(pcm) / SAMPLE_RATE + 1.0
-    tasks = [asyncio.create_task(stop.wait())]
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if pcm is not None:
         tasks.append(asyncio.create_task(client.play(pcm)))
     try:

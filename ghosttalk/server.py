@@ -10,8 +10,8 @@ import sys
 import orjson
 from aiohttp import web
 
-from ghosttalk.appkeys import ADMIN_KEY
 from ghosttalk.app import create_app
+from ghosttalk.appkeys import ADMIN_KEY
 from ghosttalk.bans import BanFileError
 from ghosttalk.config import Config
 from ghosttalk.media.aiortc_adapter import check_pinned_versions

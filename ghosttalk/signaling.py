@@ -12,7 +12,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -151,8 +151,9 @@ class SignalingSession:
             for task in (reader, closer):
                 task.cancel()
             # Flush what is queued (the reason for a kick, say) before closing.
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._drain(peer, writer), timeout=1.0)
+            if not writer.done():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(peer.outbox.join(), timeout=1.0)
             writer.cancel()
             await asyncio.gather(reader, writer, closer, return_exceptions=True)
             reason = self._close_reason or "left"
@@ -160,10 +161,6 @@ class SignalingSession:
             if not self.ws.closed:
                 code = WSCloseCode.POLICY_VIOLATION if self._close_reason else WSCloseCode.OK
                 await self.ws.close(code=code, message=reason.encode()[:120])
-
-    async def _drain(self, peer: Peer, writer: asyncio.Task[None]) -> None:
-        while not peer.outbox.empty() and not writer.done():
-            await asyncio.sleep(0.01)
 
     async def _write(self, peer: Peer) -> None:
         # Frames go out as text: the payload is UTF-8 JSON, which orjson already produced as bytes.
@@ -173,6 +170,8 @@ class SignalingSession:
                 await self.ws.send_str(data.decode())
             except (ConnectionError, RuntimeError):
                 return
+            finally:
+                peer.outbox.task_done()
 
     async def _read(self, peer: Peer) -> None:
         async for message in self.ws:
@@ -250,7 +249,7 @@ class SignalingSession:
             raise SignalingError("mute needs a boolean 'muted'")
         self.rooms.set_muted(peer, muted)
 
-    _handlers: dict[str, Callable[[SignalingSession, Peer, dict[str, Any]], Awaitable[None]]] = {
+    _handlers: ClassVar[dict[str, Callable[[SignalingSession, Peer, dict[str, Any]], Awaitable[None]]]] = {
         "offer": _on_offer,
         "answer": _on_answer,
         "candidate": _on_candidate,

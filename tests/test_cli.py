@@ -48,5 +48,6 @@ def test_help_lists_every_flag() -> None:
 
 
 def test_join_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "ghosttalk", "join", "--help"], cwd=ROOT, capture_output=True, text=True)
+    command = [sys.executable, "-m", "ghosttalk", "join", "--help"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and "--record" in result.stdout and "--play" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from itertools import pairwise
 
 import pytest
 
@@ -41,14 +42,13 @@ async def test_forwarding_is_bit_exact_and_keeps_timestamp_spacing(shared_server
             await receiver.wait_for(lambda r=receiver: len(r.received.get(sender.self_id or "", [])) >= 40, 5)
             got = receiver.received[sender.self_id or ""]
             assert [p.payload for p in got] == payloads
-            spacing = [(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(got, got[1:], strict=False)]
-            expected = [(b - a) & 0xFFFFFFFF for a, b in zip(timestamps, timestamps[1:], strict=False)]
-            assert spacing == expected
-            sequence_steps = {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in zip(got, got[1:], strict=False)}
-            assert sequence_steps == {1}
+            spacing = [(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in pairwise(got)]
+            assert spacing == [(b - a) & 0xFFFFFFFF for a, b in pairwise(timestamps)]
+            assert {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in pairwise(got)} == {1}
             assert len({p.ssrc for p in got}) == 1
         # Each receiver gets its own outbound stream (own SSRC), not a shared copy.
-        assert receivers[0].received[sender.self_id or ""][0].ssrc != receivers[1].received[sender.self_id or ""][0].ssrc
+        first, second = (r.received[sender.self_id or ""][0] for r in receivers)
+        assert first.ssrc != second.ssrc
 
 
 async def test_late_joiner_hears_people_already_talking_then_leave_and_mute(shared_server: ServerProcess) -> None:

@@ -25,7 +25,9 @@ def test_extensions_csrcs_and_padding_are_not_payload() -> None:
 
 
 def test_garbage_is_rejected_not_raised() -> None:
-    for data in (b"", b"\x80", b"\x00" * 12, bytes([0x90, 111]) + b"\x00" * 10, bytes([0xA0, 1]) + b"\x00" * 9 + b"\xff"):
+    truncated_extension = bytes([0x90, 111]) + b"\x00" * 10
+    padding_past_header = bytes([0xA0, 1]) + b"\x00" * 9 + b"\xff"
+    for data in (b"", b"\x80", b"\x00" * 12, truncated_extension, padding_past_header):
         assert parse_rtp(data) is None
 
 

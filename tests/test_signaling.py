@@ -125,7 +125,7 @@ async def test_frame_over_64_kib_closes_with_1009(shared_server: ServerProcess) 
         first = await ws.receive_json()
         assert first["type"] == "room_state"
         await ws.send_str('{"type": "heartbeat", "pad": "' + "x" * (64 * 1024) + '"}')
-        while (message := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+        while (await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
             pass
         assert ws.close_code == 1009
 

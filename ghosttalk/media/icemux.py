@@ -108,9 +108,10 @@ class IceMux(asyncio.DatagramProtocol):
         self._by_addr.setdefault(addr, protocol)
 
     def release(self, protocol: SharedSocketStunProtocol) -> None:
-        for table in (self._by_ufrag, self._by_addr):
-            for key in [key for key, owner in table.items() if owner is protocol]:
-                del table[key]
+        for ufrag in [key for key, owner in self._by_ufrag.items() if owner is protocol]:
+            del self._by_ufrag[ufrag]
+        for addr in [key for key, owner in self._by_addr.items() if owner is protocol]:
+            del self._by_addr[addr]
 
     def mapping_counts(self) -> tuple[int, int]:
         """(ufrags, addresses) currently routed: both return to zero when everyone has left."""
@@ -118,7 +119,7 @@ class IceMux(asyncio.DatagramProtocol):
 
     # Datagram handling.
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: Address) -> None:
         protocol = self._by_addr.get(addr)
         first = data[0] if data else 0
         if protocol is not None and 127 < first < 192:

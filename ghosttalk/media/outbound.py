@@ -17,7 +17,7 @@ from ghosttalk.media.aiortc_adapter import negotiated_payload_type, set_stream_i
 from ghosttalk.media.forwarder import EgressSink, OutboundStream, Speaker, StreamPosition
 
 
-class IdleAudioTrack(MediaStreamTrack):  # type: ignore[misc]
+class IdleAudioTrack(MediaStreamTrack):
     """The track behind every forwarding sender. aiortc's send loop waits on ``recv`` for ever, which costs
     nothing; packets are written by the forwarder instead. (Without a track aiortc would poll every 20 ms.)"""
 

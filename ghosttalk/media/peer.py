@@ -73,7 +73,7 @@ def parse_description(sdp: object, kind: str) -> str:
         raise SignalingError(f"{kind} SDP does not parse: {exc.__class__.__name__}") from None
     if not any(media.kind == "audio" for media in description.media):
         raise SignalingError(f"{kind} SDP has no audio section")
-    if any(media.ice.usernameFragment is None or media.dtls is None for media in description.media):
+    if any(m.ice is None or m.ice.usernameFragment is None or m.dtls is None for m in description.media):
         raise SignalingError(f"{kind} SDP lacks ICE credentials or a DTLS fingerprint")
     return sdp
 

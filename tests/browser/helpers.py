@@ -92,10 +92,12 @@ class Person:
         return dict(self.page.evaluate(PEOPLE_JS))
 
 
-def open_page(browser: Browser, url: str, name: str, viewport: dict[str, int] | None = None) -> Person:
+def open_page(
+    browser: Browser, url: str, name: str, viewport: dict[str, int] | None = None, init_script: str = ""
+) -> Person:
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 720})
     context.grant_permissions(["microphone", "clipboard-read", "clipboard-write"], origin=url.split("/r/")[0])
-    context.add_init_script("window.__E2E__ = true;")
+    context.add_init_script("window.__E2E__ = true;" + init_script)
     page = context.new_page()
     person = Person(name=name, page=page, context=context)
 
@@ -111,9 +113,14 @@ def open_page(browser: Browser, url: str, name: str, viewport: dict[str, int] | 
 
 
 def join(
-    browser: Browser, base_url: str, room: str, name: str, viewport: dict[str, int] | None = None
+    browser: Browser,
+    base_url: str,
+    room: str,
+    name: str,
+    viewport: dict[str, int] | None = None,
+    init_script: str = "",
 ) -> Person:
-    person = open_page(browser, f"{base_url}/r/{room}", name, viewport)
+    person = open_page(browser, f"{base_url}/r/{room}", name, viewport, init_script)
     person.page.fill("#nickname", name)
     person.page.click("#btn-join")
     person.page.wait_for_selector("#room-view:not(.hidden)")
@@ -131,6 +138,14 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.2, message: s
         time.sleep(interval)
     raise AssertionError(f"{message} not reached within {timeout}s (last value: {last!r})")
 
+
+# Test-side instrumentation (not a page hook): counts the WebSockets the page opens.
+COUNT_SOCKETS_JS = """
+window.__sockets = 0;
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) { super(...args); window.__sockets += 1; }
+};
+"""
 
 # Listens to every remote person's stream as the page plays it (after the per-person volume) for `ms`
 # milliseconds and returns, per peer id, the frequency of the strongest FFT bin and the RMS level in dBFS.
