@@ -112,3 +112,18 @@ async def test_eleventh_person_gets_room_full(shared_server: ServerProcess) -> N
         extra = Client(shared_server.url, "full", "late")
         with pytest.raises(Exception, match="Room full"):
             await extra.connect(timeout=5)
+
+
+async def test_a_burst_of_joins_is_coalesced_into_fewer_offers(shared_server: ServerProcess) -> None:
+    async with clients(shared_server, "burst", ["host"]) as (host,):
+        offers_before = sum(1 for m in host.messages if m["type"] == "offer")
+        newcomers = await asyncio.gather(
+            *(Client(shared_server.url, "burst", f"n{i}").connect() for i in range(4))
+        )
+        try:
+            ids = {c.self_id for c in newcomers}
+            await host.wait_for(lambda: ids <= host.negotiated_speakers(), 10)
+            offers = sum(1 for m in host.messages if m["type"] == "offer") - offers_before
+            assert 1 <= offers < 4, f"{offers} offers for 4 joins"
+        finally:
+            await asyncio.gather(*(c.close() for c in newcomers))
