@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from ghosttalk.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, ROOMS, SHUTTING_DOWN, STARTED_AT
+from ghosttalk.bans import entry_text, normalise
 from ghosttalk.netaddr import client_ip
 from ghosttalk.pages import TEMPLATE_DIR
 from ghosttalk.version import commit, version
@@ -126,9 +127,7 @@ class AdminPanel:
 
     def _panel(self) -> web.Response:
         html = self._template.render(version=version(), commit=commit())
-        return web.Response(
-            text=html, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
-        )
+        return web.Response(text=html, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})
 
     async def _stats(self, request: web.Request, params: Params) -> web.Response:
         app = request.app
@@ -185,15 +184,16 @@ class AdminPanel:
         if len(spec) > MAX_ADDRESS_LENGTH:
             return _error(400, "ip is too long to be an address or CIDR range")
         try:
-            removed = request.app[BANS].unban(spec)
+            entry = entry_text(normalise(spec))
+            removed = request.app[BANS].unban(entry)
         except ValueError as exc:
             return _error(400, f"cannot unban: {exc}")
         except OSError as exc:
             return _ban_file_failed(request, exc)
         if not removed:
-            return _error(404, f"{spec.strip()} is not banned")
-        request.app[EVENTS].emit("ADMIN_UNBAN", ip=spec.strip(), admin_ip=self._ip(request))
-        return _json({"ok": True, "unbanned": spec.strip()})
+            return _error(404, f"{entry} is not banned")
+        request.app[EVENTS].emit("ADMIN_UNBAN", ip=entry, admin_ip=self._ip(request))
+        return _json({"ok": True, "unbanned": entry})
 
     async def _kick(self, request: web.Request, params: Params) -> web.Response:
         peer_id = params.get("peer", "")

@@ -140,9 +140,7 @@ class BanList:
     def _set(self, networks: list[IPNetwork]) -> None:
         unique = list(dict.fromkeys(networks))
         self._entries = [entry_text(network) for network in unique]
-        self._hosts = {
-            network.network_address for network in unique if network.prefixlen == network.max_prefixlen
-        }
+        self._hosts = {network.network_address for network in unique if network.prefixlen == network.max_prefixlen}
         self._ranges = [network for network in unique if network.prefixlen != network.max_prefixlen]
 
     def _save(self, networks: list[IPNetwork]) -> None:

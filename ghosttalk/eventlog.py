@@ -24,9 +24,7 @@ _console = logging.getLogger("ghosttalk.events")
 
 
 class EventLog:
-    def __init__(
-        self, path: Path, *, max_bytes: int = 5_000_000, backups: int = 3, ring_size: int = 1000
-    ) -> None:
+    def __init__(self, path: Path, *, max_bytes: int = 5_000_000, backups: int = 3, ring_size: int = 1000) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         if backups < 0:
@@ -96,9 +94,7 @@ class EventLog:
             self._size += len(line)
         except OSError as exc:
             if not self._failing:
-                _console.warning(
-                    "event log %s: cannot write, events are kept in memory only: %s", self.path, exc
-                )
+                _console.warning("event log %s: cannot write, events are kept in memory only: %s", self.path, exc)
             self._failing = True
             # Reopen on the next event: the directory may have been recreated or the disk freed.
             self.close()

@@ -60,9 +60,7 @@ class _LiveCollector(Collector):
             "RTP packets dropped because a listener's queue was full",
             value=stats.packets_dropped,
         )
-        build = GaugeMetricFamily(
-            "ghosttalk_build_info", "Running version and commit", labels=["version", "commit"]
-        )
+        build = GaugeMetricFamily("ghosttalk_build_info", "Running version and commit", labels=["version", "commit"])
         build.add_metric([version(), commit()], 1)
         yield build
 

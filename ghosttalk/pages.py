@@ -46,7 +46,7 @@ async def landing(request: web.Request) -> web.Response:
 async def room_page(request: web.Request) -> web.Response:
     room = request.match_info["room"]
     if not valid_room(room):
-        return _render(request, "error.html", status=400, view="error", error="bad_room", room=room[:80])
+        return _render(request, "error.html", status=400, view="error", room=room[:80])
     return _render(request, "room.html", view="room", room=room)
 
 

@@ -43,6 +43,11 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
         assert f"self.{name}" in sender_init, name
     assert "self._track_id" in inspect.getsource(RTCRtpSender.replaceTrack)
     assert "self._codecs" in inspect.getsource(RTCRtpTransceiver.__init__)
+    # Re-offers: createOffer resets codecs from the module-level defaults and never awaits (so a swap around
+    # the call is atomic).
+    offer_source = inspect.getsource(RTCPeerConnection.createOffer)
+    assert "CODECS[transceiver.kind]" in offer_source and "HEADER_EXTENSIONS[transceiver.kind]" in offer_source
+    assert "await" not in offer_source.split('"""')[-1]
     # The peer connection's ICE transports and where it gathers.
     assert "self.__iceTransports" in inspect.getsource(RTCPeerConnection.__init__)
     assert "await self.__gather()" in inspect.getsource(RTCPeerConnection.setLocalDescription)

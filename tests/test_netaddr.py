@@ -116,9 +116,7 @@ async def origin_ok(client: TestClient[web.Request, web.Application], headers: d
 
 
 async def test_origin_rules() -> None:
-    client = await make_client(
-        LOOPBACK_NETWORKS, origins=("https://Chat.Example.org", "http://localhost:3000/")
-    )
+    client = await make_client(LOOPBACK_NETWORKS, origins=("https://Chat.Example.org", "http://localhost:3000/"))
     try:
         own = f"127.0.0.1:{client.port}"
         assert await origin_ok(client, {})  # no Origin: not a browser
@@ -136,12 +134,8 @@ async def test_origin_rules() -> None:
         assert not await origin_ok(client, {"Origin": "http://localhost:3001"})
         # The Host header decides what "our own" origin is, default ports included.
         assert await origin_ok(client, {"Host": "voice.example.net", "Origin": "https://voice.example.net"})
-        assert await origin_ok(
-            client, {"Host": "voice.example.net:443", "Origin": "https://VOICE.example.net"}
-        )
-        assert not await origin_ok(
-            client, {"Host": "voice.example.net:8443", "Origin": "https://voice.example.net"}
-        )
+        assert await origin_ok(client, {"Host": "voice.example.net:443", "Origin": "https://VOICE.example.net"})
+        assert not await origin_ok(client, {"Host": "voice.example.net:8443", "Origin": "https://voice.example.net"})
         assert await origin_ok(client, {"Host": "[::1]:8080", "Origin": "http://[::1]:8080"})
     finally:
         await client.close()

@@ -27,10 +27,12 @@ import aiohttp
 import orjson
 import pytest
 from aioice import stun
+from playwright.sync_api import sync_playwright
 
 from ghosttalk.client import Client, ClientOptions, JoinError
 from ghosttalk.config import Config
 from ghosttalk.turn import ice_servers, rest_credentials
+from tests.browser.helpers import Person, join, launch, live_inbound, wait_until, write_tone
 from tests.helpers import negotiated
 from tests.serverproc import ServerProcess, free_port
 
@@ -55,21 +57,15 @@ def test_rest_credentials_follow_coturn_use_auth_secret() -> None:
 def test_ice_servers_by_mode() -> None:
     # Nothing configured: no STUN or TURN at all, so no third party is ever contacted.
     assert ice_servers(Config()) == []
-    static = Config(
-        turn_servers=("turn:t.example:3478", "turns:t.example:5349"), turn_user="u", turn_pass="p"
-    )
+    static = Config(turn_servers=("turn:t.example:3478", "turns:t.example:5349"), turn_user="u", turn_pass="p")
     assert ice_servers(static) == [
         {"urls": ["turn:t.example:3478", "turns:t.example:5349"], "username": "u", "credential": "p"}
     ]
-    timed = Config(
-        turn_servers=("turn:t.example:3478",), turn_secret="k", turn_ttl=60, stun_servers=("stun:s:3478",)
-    )
+    timed = Config(turn_servers=("turn:t.example:3478",), turn_secret="k", turn_ttl=60, stun_servers=("stun:s:3478",))
     stun_entry, turn_entry = ice_servers(timed, now=1000)
     assert stun_entry == {"urls": ["stun:s:3478"]}
     assert turn_entry["username"].startswith("1060:")
-    expected = base64.b64encode(
-        hmac.new(b"k", turn_entry["username"].encode(), hashlib.sha1).digest()
-    ).decode()
+    expected = base64.b64encode(hmac.new(b"k", turn_entry["username"].encode(), hashlib.sha1).digest()).decode()
     assert turn_entry["credential"] == expected
 
 
@@ -193,9 +189,7 @@ async def page_ice_servers(server: ServerProcess) -> list[dict[str, Any]]:
 
 def connected_types(server: ServerProcess, room: str) -> list[str]:
     lines = (orjson.loads(line) for line in (server.data_dir / "server.log").read_text().splitlines())
-    return [
-        e["details"]["candidate_type"] for e in lines if e["event"] == "ICE_CONNECTED" and e["room"] == room
-    ]
+    return [e["details"]["candidate_type"] for e in lines if e["event"] == "ICE_CONNECTED" and e["room"] == room]
 
 
 async def talk_through_relay(server: ServerProcess, room: str) -> None:
@@ -271,3 +265,72 @@ async def test_wrong_secret_fails_clearly_and_nothing_connects(tmp_path: Path) -
         assert connected_types(server, "turn-wrong") == []
         # coturn refused the credential, and its log tells the operator so.
         assert re.search(r"check_stun_auth: Cannot find credentials of user <\d+:[0-9a-f]{16}>", turn.text())
+
+
+# --- Chromium through coturn ------------------------------------------------------------------------
+
+# Test-side instrumentation, not a page hook: every RTCPeerConnection the page makes may use relay
+# candidates only, as if the browser sat behind a network that lets nothing else through. ICE errors
+# are recorded for the assertions.
+RELAY_ONLY_JS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__iceErrors = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config = {}, ...rest) {
+      super({ ...config, iceTransportPolicy: 'relay' }, ...rest);
+      this.addEventListener('icecandidateerror', (e) => window.__iceErrors.push(e.errorCode));
+    }
+  };
+})();
+"""
+
+
+@contextmanager
+def relay_only_pages(tmp_path: Path, server: ServerProcess, room: str) -> Iterator[list[Person]]:
+    """Ann and Bob, relay-only Chromium pages (one browser, one tone) in ``room``."""
+    with sync_playwright() as pw:
+        browser = launch(pw, write_tone(tmp_path / "tone.wav", 440.0))
+        try:
+            people = [join(browser, server.url, room, name, init_script=RELAY_ONLY_JS) for name in ("Ann", "Bob")]
+            yield people
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mode", ["static", "rest"])
+def test_chromium_pages_talk_through_coturn(tmp_path: Path, mode: str) -> None:
+    if mode == "static":
+        section, args = f"lt-cred-mech\nuser={STATIC_USER}:{STATIC_PASS}", ["--turn-user", STATIC_USER]
+        args += ["--turn-pass", STATIC_PASS]
+    else:
+        section, args = f"use-auth-secret\nstatic-auth-secret={SECRET}", ["--turn-secret", SECRET]
+    with coturn(tmp_path, section) as turn:
+        server = ServerProcess(tmp_path / "data", extra_args=["--turn-server", turn.url, *args]).start()
+        try:
+            room = f"chromium-turn-{mode}"
+            with relay_only_pages(tmp_path, server, room) as people:
+                wait_until(lambda: connected_types(server, room) == ["relay", "relay"], 20, message="both relayed")
+                for person in people:
+                    # Audio flows: the other person's inbound RTP stream keeps growing.
+                    wait_until(lambda p=person: live_inbound(p) == 1, 15, message=f"{person.name} receives audio")
+                    assert person.page.evaluate("window.__iceErrors") == []
+                    assert person.errors == []
+        finally:
+            server.stop()
+
+
+@pytest.mark.browser
+def test_chromium_page_explains_a_wrong_turn_secret(tmp_path: Path) -> None:
+    with coturn(tmp_path, f"use-auth-secret\nstatic-auth-secret={SECRET}") as turn:
+        args = ["--turn-server", turn.url, "--turn-secret", "not-the-secret"]
+        server = ServerProcess(tmp_path / "data", extra_args=args).start()
+        try:
+            with relay_only_pages(tmp_path, server, "chromium-turn-wrong") as (ann, _bob):
+                wait_until(lambda: 401 in ann.page.evaluate("window.__iceErrors"), 15, message="coturn says 401")
+                # The page tells the person why, in words that point the operator at TURN.
+                wait_until(lambda: "TURN" in ann.page.inner_text("body"), 15, message="the page names the TURN failure")
+        finally:
+            server.stop()
+        assert connected_types(server, "chromium-turn-wrong") == []

@@ -10,6 +10,10 @@ feature of aiortc 1.16.0 / aioice 0.13.0, so this module reaches into them, and 
   takes aiortc's path reaches our handler instead of the receiver's jitter buffer and decoder thread. The
   fast path (the shared socket calling :attr:`SharedSocketStunProtocol.srtp_handler`) skips aiortc's
   per-packet queue and task switch altogether, using the transport's SRTP sessions directly.
+* Re-offers: ``RTCPeerConnection.createOffer`` resets every transceiver to aiortc's default payload types and
+  header-extension ids. A browser that offered first negotiated its own (Opus 111, ``ssrc-audio-level`` on
+  id 1, ...) and refuses an offer that renumbers them, or a BUNDLE group whose m-lines disagree, so our
+  offers reuse what the first negotiation settled, on every audio m-line.
 * RTCP: receiver statistics (``RTCRtpReceiver.__remote_streams``) are fed so that receiver reports still
   reach the sender, and sender counters (``RTCRtpSender.__packet_count`` and friends) are kept so that
   sender reports describe what we really sent.
@@ -29,7 +33,14 @@ import aioice
 import aiortc
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+    rtcpeerconnection,
+)
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
@@ -135,6 +146,21 @@ def gather_on_shared_socket(pc: RTCPeerConnection, owner: SocketOwner, advertise
         if transport.iceGatherer.state == "new" and "get_component_candidates" not in vars(connection):
             gather = functools.partial(_shared_socket_candidates, connection, owner, advertised)
             setattr(connection, "get_component_candidates", gather)  # noqa: B010 (a per-instance override)
+
+
+async def create_offer_keeping_negotiated(
+    pc: RTCPeerConnection, reference: RTCRtpTransceiver
+) -> RTCSessionDescription:
+    """``pc.createOffer()`` with ``reference``'s negotiated codecs and header extensions on every audio
+    m-line. createOffer reads the module-level defaults and never awaits, so swapping them around the call
+    cannot leak into any other connection."""
+    codecs, extensions = rtcpeerconnection.CODECS, rtcpeerconnection.HEADER_EXTENSIONS
+    rtcpeerconnection.CODECS = {**codecs, "audio": list(reference._codecs)}
+    rtcpeerconnection.HEADER_EXTENSIONS = {**extensions, "audio": list(reference._headerExtensions)}
+    try:
+        return await pc.createOffer()
+    finally:
+        rtcpeerconnection.CODECS, rtcpeerconnection.HEADER_EXTENSIONS = codecs, extensions
 
 
 def shared_protocols(dtls: RTCDtlsTransport) -> list[SharedSocketStunProtocol]:

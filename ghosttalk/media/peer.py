@@ -22,6 +22,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from ghosttalk.media.aiortc_adapter import (
     ReceiverStatistics,
+    create_offer_keeping_negotiated,
     gather_on_shared_socket,
     received_payload_types,
     selected_candidate_type,
@@ -242,7 +243,8 @@ class PeerMedia:
             ):
                 return  # an answer or the first offer will call us again
             self._needs_offer = False
-            offer = await self.pc.createOffer()
+            assert self._inbound is not None  # set with the first offer, before _remote_set
+            offer = await create_offer_keeping_negotiated(self.pc, self._inbound)
             gather_on_shared_socket(self.pc, self._mux, self._mux.advertised)
             await self.pc.setLocalDescription(offer)
             self._hooks.send({"type": "offer", "sdp": self.pc.localDescription.sdp})

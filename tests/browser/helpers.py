@@ -87,6 +87,10 @@ class Person:
     def self_id(self) -> str:
         return str(self.page.get_attribute(".person.is-self", "data-peer-id"))
 
+    def last_error(self) -> str:
+        """What the page's diagnostics panel says went wrong last (for failure messages)."""
+        return str(self.page.inner_text("[data-diag=lastError]"))
+
     def peer_ids(self) -> dict[str, str]:
         """name -> peer id of everyone this page lists."""
         return dict(self.page.evaluate(PEOPLE_JS))
@@ -127,13 +131,15 @@ def join(
     return person
 
 
-def wait_until(predicate: Any, timeout: float, interval: float = 0.2, message: str = "condition") -> float:
-    """Poll until predicate() is truthy; returns the seconds it took."""
+def wait_until(
+    probe: Any, timeout: float, interval: float = 0.2, message: str = "condition", until: Any = bool
+) -> float:
+    """Poll probe() until until(value) holds; returns the seconds it took. A timeout names the last value."""
     start = time.monotonic()
     last: Any = None
     while time.monotonic() - start < timeout:
-        last = predicate()
-        if last:
+        last = probe()
+        if until(last):
             return time.monotonic() - start
         time.sleep(interval)
     raise AssertionError(f"{message} not reached within {timeout}s (last value: {last!r})")
@@ -192,6 +198,7 @@ LIVE_INBOUND_JS = """
 async (ms) => {
   const count = async () => {
     const out = new Map();
+    if (!window.__pc) return out;  // between connections
     (await window.__pc.getStats()).forEach((s) => {
       if (s.type === 'inbound-rtp' && s.kind === 'audio') out.set(s.ssrc, s.packetsReceived);
     });

@@ -101,7 +101,8 @@ export class Mixer extends EventTarget {
 
   async refreshDevices() {
     const devices = await navigator.mediaDevices.enumerateDevices();
-    this.fillSelect(this.el('input-device'), devices.filter((d) => d.kind === 'audioinput'), this.engine.micDeviceId);
+    const inputs = devices.filter((d) => d.kind === 'audioinput');
+    this.fillSelect(this.el('input-device'), inputs, this.engine.micDeviceId);
     const outputs = devices.filter((d) => d.kind === 'audiooutput');
     const canChoose = AudioEngine.canChooseOutput && outputs.length > 0;
     show(this.el('output-device-field'), canChoose);

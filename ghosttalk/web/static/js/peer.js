@@ -30,9 +30,11 @@ export class PeerLink extends EventTarget {
     return this.pc.connectionState;
   }
 
-  enqueue(step) {
+  // A description that cannot be applied leaves the two sides disagreeing about the session ('failed');
+  // a candidate that cannot be added only costs one path ('problem').
+  enqueue(step, failure = 'failed') {
     this.queue = this.queue.then(step).catch((error) => {
-      if (!this.closed) this.emit('error', { error });
+      if (!this.closed) this.emit(failure, { error });
     });
     return this.queue;
   }
@@ -66,7 +68,7 @@ export class PeerLink extends EventTarget {
       if (this.closed || !this.pc.remoteDescription) return;
       // null or an empty candidate string means the server has no more candidates.
       await this.pc.addIceCandidate(candidate && candidate.candidate ? candidate : null);
-    });
+    }, 'problem');
   }
 
   onLocalCandidate(candidate) {

@@ -44,7 +44,8 @@ export class RoomPage {
     $('btn-signal').addEventListener('click', () => this.togglePanel('diag-panel', 'btn-signal'));
     $('btn-copy-diag').addEventListener('click', () => this.copyDiagnostics());
     for (const [panel, button] of PANELS) {
-      $(panel).querySelector('[data-close-panel]').addEventListener('click', () => this.togglePanel(panel, button, false));
+      const close = $(panel).querySelector('[data-close-panel]');
+      close.addEventListener('click', () => this.togglePanel(panel, button, false));
     }
     document.addEventListener('keydown', (event) => this.onKey(event));
     // Closing the tab must tell the server at once, not after the heartbeat times out.
@@ -115,10 +116,12 @@ export class RoomPage {
     const session = new RoomSession({ room: this.room, name, engine });
     this.session = session;
     session.addEventListener('peers', (event) => this.onPeers(event.detail));
-    session.addEventListener('joined', () => this.banner.hide());
+    session.addEventListener('joined', () => this.banner.hideIf('connecting', 'reconnecting'));
     session.addEventListener('reconnecting', (event) => {
       this.banner.show('reconnecting', { seconds: (event.detail.delay / 1000).toFixed(1) }, 'warn');
-      this.diagnostics.update({ lastError: t(`reason_${event.detail.reason}`) });
+      const { reason, detail } = event.detail;
+      const why = t(`reason_${reason}`);
+      this.diagnostics.update({ lastError: detail ? `${why}: ${detail}` : why });
     });
     session.addEventListener('fatal', (event) => this.onFatal(event.detail));
     session.addEventListener('problem', (event) => this.diagnostics.update({ lastError: event.detail.message }));
@@ -183,7 +186,13 @@ export class RoomPage {
     $('signal-bars').dataset.quality = quality(sample);
     const text = $('signal-text');
     if (sample.rttMs === null) setText(text, 'signal_unknown');
-    else setText(text, 'signal_summary', { rtt: sample.rttMs, loss: (sample.lossPct ?? 0).toFixed(0) });
+    else {
+      setText(text, 'signal_summary', {
+        rtt: sample.rttMs,
+        loss: (sample.lossPct ?? 0).toFixed(0),
+        jitter: sample.jitterMs ?? 0,
+      });
+    }
   }
 
   onTransport() {
@@ -196,7 +205,9 @@ export class RoomPage {
       connection: link ? link.connectionState : 'closed',
     });
     if (link && link.iceState === 'disconnected') this.banner.show('ice_unstable', null, 'warn');
-    else if (link && ['connected', 'completed'].includes(link.iceState)) this.banner.hide();
+    else if (link && ['connected', 'completed'].includes(link.iceState)) {
+      this.banner.hideIf('connecting', 'reconnecting', 'ice_unstable');
+    }
   }
 
   onFatal({ key, vars }) {
@@ -208,14 +219,14 @@ export class RoomPage {
   onMicLost() {
     this.banner.show('err_mic_lost', null, 'warn');
     openMicWithFallback(this.engine, { ...micOptions(), deviceId: '' })
-      .then(() => this.banner.hide())
+      .then(() => this.banner.hideIf('err_mic_lost'))
       .catch((error) => this.diagnostics.update({ lastError: String(error) }));
   }
 
   resumeAudio() {
     if (!this.engine) return;
     this.engine.resume().then(() => {
-      if (this.banner.el.dataset.i18n === 'audio_blocked') this.banner.hide();
+      this.banner.hideIf('audio_blocked');
     }).catch(() => {});
   }
 
@@ -250,7 +261,9 @@ export class RoomPage {
     const open = force ?? panel.classList.contains('hidden');
     // One panel at a time: on a phone two would cover the whole room.
     if (open) {
-      for (const [other, otherButton] of PANELS) if (other !== panelId) this.togglePanel(other, otherButton, false);
+      for (const [other, otherButton] of PANELS) {
+        if (other !== panelId) this.togglePanel(other, otherButton, false);
+      }
     }
     show(panel, open);
     const button = $(buttonId);
@@ -275,7 +288,7 @@ export class RoomPage {
     this.copiedTimer = window.setTimeout(() => {
       $('btn-copy').classList.remove('is-done');
       setText(label, 'copy_link');
-      if (this.banner.el.dataset.i18n === 'copied_banner') this.banner.hide();
+      this.banner.hideIf('copied_banner');
     }, 2000);
   }
 

@@ -1,5 +1,5 @@
 // One visit to a room: the signaling socket and the peer connection, rebuilt with backoff when either
-// drops, until the person leaves or the server says no for good ("Room full", a ban, bad input).
+// drops, until the person leaves or the server says no for good (full, kicked, banned, bad input).
 import { PeerLink } from './peer.js';
 import { Signaling } from './signaling.js';
 
@@ -111,7 +111,6 @@ export class RoomSession extends EventTarget {
     this.peers.set(this.selfId, self);
     // A rejoin after a drop keeps the mute the person chose.
     if (this.muted) sig.send({ type: 'mute', muted: true });
-    this.attempt = 0;
     this.startLink(sig);
     this.emit('joined');
     this.emit('peers', {});
@@ -119,7 +118,11 @@ export class RoomSession extends EventTarget {
 
   startLink(sig) {
     this.closeLink();
-    const link = new PeerLink({ iceServers: this.iceServers, track: this.engine.sendTrack, send: (m) => sig.send(m) });
+    const link = new PeerLink({
+      iceServers: this.iceServers,
+      track: this.engine.sendTrack,
+      send: (message) => sig.send(message),
+    });
     this.link = link;
     link.addEventListener('track', (event) => {
       const { peerId, track } = event.detail;
@@ -130,20 +133,31 @@ export class RoomSession extends EventTarget {
       this.engine.detach(event.detail.peerId, event.detail.track);
       this.emit('audio');
     });
-    link.addEventListener('error', (event) => this.emit('problem', { message: String(event.detail.error) }));
+    link.addEventListener('problem', (event) => this.emit('problem', { message: String(event.detail.error) }));
+    link.addEventListener('failed', (event) => {
+      if (link !== this.link) return;
+      this.drop('negotiation_failed', String(event.detail.error));
+    });
     link.addEventListener('state', () => {
       this.emit('transport');
-      if (link === this.link && (link.iceState === 'failed' || link.connectionState === 'failed')) {
-        this.drop('ice_failed');
-      }
+      if (link !== this.link) return;
+      if (link.iceState === 'failed' || link.connectionState === 'failed') this.drop('ice_failed');
+      // Back to short delays only once media flowed: a join that never connects keeps backing off.
+      if (link.connectionState === 'connected') this.attempt = 0;
     });
     if (window.__E2E__) window.__pc = link.pc;
     this.emit('link', { link });
   }
 
   onServerError(message) {
-    // Both come right before the server closes the socket; retrying would only be refused again.
-    const final = { 'Room full': 'err_room_full', 'Server full': 'err_server_full' }[message];
+    // Each comes right before the server closes the socket. Rejoining would be refused again (full, banned)
+    // or undo an operator's decision (kicked), so these end the visit instead of starting a reconnect.
+    const final = {
+      'Room full': 'err_room_full',
+      'Server full': 'err_server_full',
+      kicked: 'err_kicked',
+      banned: 'err_banned',
+    }[message];
     if (final) {
       this.stop();
       this.emit('fatal', { key: final });
@@ -160,7 +174,8 @@ export class RoomSession extends EventTarget {
       if (sig !== this.sig || this.stopped) return;
       // 400 and 403 carry the server's reason and will not change by retrying; anything else
       // (429, 503, an unreachable server) is worth another try.
-      const final = refusal && (refusal.status === 403 || (refusal.status === 400 && !/upgrade/i.test(refusal.text)));
+      const final = refusal
+        && (refusal.status === 403 || (refusal.status === 400 && !/upgrade/i.test(refusal.text)));
       if (final) {
         this.stop();
         this.emit('fatal', { key: 'err_refused', vars: { reason: refusal.text || String(refusal.status) } });
@@ -171,20 +186,20 @@ export class RoomSession extends EventTarget {
     this.retry(opened ? 'ws_lost' : 'ws_failed');
   }
 
-  drop(reason) {
+  drop(reason, detail) {
     const sig = this.sig;
     this.sig = null;
     if (sig) sig.close();
     this.teardown();
-    this.retry(reason);
+    this.retry(reason, detail);
   }
 
-  retry(reason) {
+  retry(reason, detail = '') {
     if (this.stopped) return;
     const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
     this.attempt += 1;
     const delay = Math.round(base * (0.75 + Math.random() * 0.5));
-    this.emit('reconnecting', { reason, delay });
+    this.emit('reconnecting', { reason, detail, delay });
     window.clearTimeout(this.retryTimer);
     this.retryTimer = window.setTimeout(() => this.connect(), delay);
   }

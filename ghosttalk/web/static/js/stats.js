@@ -30,7 +30,9 @@ export function summarize(report, previous) {
       if (typeof stat.jitter === 'number') jitter = Math.max(jitter ?? 0, stat.jitter);
       packetsBySsrc.set(stat.ssrc, stat.packetsReceived || 0);
     }
-    if (stat.type === 'remote-inbound-rtp' && typeof stat.roundTripTime === 'number') remoteRtt = stat.roundTripTime;
+    if (stat.type === 'remote-inbound-rtp' && typeof stat.roundTripTime === 'number') {
+      remoteRtt = stat.roundTripTime;
+    }
   });
   let live = 0;
   for (const [ssrc, packets] of packetsBySsrc) {

@@ -2,7 +2,9 @@
 // page; this module only clones and fills them.
 import { setText, translate } from './i18n.js';
 
-const segmenter = typeof Intl.Segmenter === 'function' ? new Intl.Segmenter(undefined, { granularity: 'grapheme' }) : null;
+const segmenter = typeof Intl.Segmenter === 'function'
+  ? new Intl.Segmenter(undefined, { granularity: 'grapheme' })
+  : null;
 
 function graphemes(text) {
   return segmenter ? [...segmenter.segment(text)].map((part) => part.segment) : [...text];
@@ -111,6 +113,11 @@ export class StatusBanner {
     this.el.dataset.tone = tone;
     setText(this.el, key, vars);
     show(this.el, true);
+  }
+
+  // Hides the banner only if it still says one of these (a later message may have replaced it).
+  hideIf(...keys) {
+    if (keys.includes(this.el.dataset.i18n)) this.hide();
   }
 
   hide() {

@@ -1,0 +1,140 @@
+"""``ghosttalk bench``: measure the forwarding path with synthetic rooms (see ``ghosttalk.benchmark``).
+
+Prints one JSON line per run on stdout (and, with ``--repeat``, a last line with the medians); a summary and
+a progress line go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ghosttalk.benchmark.plot import PlotUnavailable, plot_sweep
+from ghosttalk.benchmark.report import Progress, RunReport, median_report, summary
+from ghosttalk.benchmark.runner import BenchError, BenchParams, run
+
+DEFAULT_SWEEP = "1,2,4,8,12,16,24,32"
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return number
+
+
+def _room_series(value: str) -> list[int]:
+    try:
+        series = sorted({int(item) for item in value.split(",") if item.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of room counts") from None
+    if not series or series[0] <= 0:
+        raise argparse.ArgumentTypeError("room counts must be positive")
+    return series
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ghosttalk bench",
+        description="Start a server on loopback (or use --url), fill rooms with synthetic speakers and "
+        "listeners in worker processes, and measure delivery, forwarding latency, join times and the "
+        "server's CPU and memory. One JSON line per run goes to stdout.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--rooms", type=_positive_int, default=8, help="rooms")
+    parser.add_argument("--per-room", type=_positive_int, default=5, help="people per room")
+    parser.add_argument("--speakers", type=_positive_int, default=2, help="people speaking in each room")
+    parser.add_argument("--seconds", type=_positive_int, default=20, help="measured seconds")
+    parser.add_argument("--warmup", type=_non_negative, default=3.0, help="seconds of speaking before measuring")
+    parser.add_argument("--workers", type=_positive_int, default=2, help="client processes")
+    parser.add_argument("--payload-bytes", type=int, default=80,
+                        help="RTP payload size (80 is Opus at 32 kb/s); at least 16")
+    parser.add_argument("--url", help="measure this running server instead of starting one (http://host:port)")
+    parser.add_argument("--server-pid", type=_positive_int,
+                        help="with --url: the server's process id on this machine, for its CPU and memory")
+    parser.add_argument("--repeat", type=_positive_int, default=1, help="runs; a last line gives the medians")
+    parser.add_argument("--sweep", type=_room_series, nargs="?", const=_room_series(DEFAULT_SWEEP),
+                        metavar="ROOMS,...", help=f"run each room count in turn (default series {DEFAULT_SWEEP})")
+    parser.add_argument("--plot", type=Path, metavar="OUT.png",
+                        help="with --sweep: draw CPU per packet and p99 latency against forwarded streams")
+    parser.add_argument("--late-joiner", action="store_true",
+                        help="after the measured window, time a newcomer to room 0 until it hears every speaker")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not put the local server on CPU 0 and the clients on the other CPUs")
+    parser.add_argument("--join-concurrency", type=_positive_int, default=4, help="joins at once per worker")
+    return parser  # fmt: skip
+
+
+def _params(args: argparse.Namespace, rooms: int) -> BenchParams:
+    return BenchParams(
+        rooms=rooms,
+        per_room=args.per_room,
+        speakers=args.speakers,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        workers=args.workers,
+        payload_bytes=args.payload_bytes,
+        url=args.url.rstrip("/") if args.url else None,
+        server_pid=args.server_pid,
+        late_joiner=args.late_joiner,
+        pin=args.pin and (os.cpu_count() or 1) >= 2,
+        join_concurrency=args.join_concurrency,
+    )
+
+
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.payload_bytes < 16 or args.payload_bytes > 1200:
+        parser.error("--payload-bytes must be between 16 and 1200")
+    if args.per_room < 2:
+        parser.error("--per-room must be at least 2 (somebody has to listen)")
+    if args.speakers > args.per_room:
+        parser.error("--speakers cannot exceed --per-room")
+    if args.server_pid and not args.url:
+        parser.error("--server-pid goes with --url")
+    if args.plot and not args.sweep:
+        parser.error("--plot needs --sweep")
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    _validate(parser, args)
+    progress = Progress()
+    points: list[RunReport] = []
+    try:
+        for rooms in args.sweep or [args.rooms]:
+            runs: list[RunReport] = []
+            for _ in range(args.repeat):
+                report = run(_params(args, rooms), progress)
+                print(report.json_line(), flush=True)
+                print(summary(report), file=sys.stderr, flush=True)
+                runs.append(report)
+            if len(runs) > 1:
+                median = median_report(runs)
+                print(median.json_line(), flush=True)
+                print(summary(median), file=sys.stderr, flush=True)
+                runs = [median]
+            points.extend(runs)
+    except BenchError as exc:
+        print(f"ghosttalk bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if args.plot:
+        try:
+            plot_sweep(points, args.plot)
+        except PlotUnavailable as exc:
+            print(f"ghosttalk bench: {exc}", file=sys.stderr)
+            return 1
+        print(f"ghosttalk bench: plot written to {args.plot}", file=sys.stderr)
+    return 0

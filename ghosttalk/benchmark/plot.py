@@ -1,0 +1,44 @@
+"""``--plot``: server CPU per forwarded packet and p99 latency against forwarded streams (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ghosttalk.benchmark.report import RunReport
+
+
+class PlotUnavailable(Exception):
+    """matplotlib is not installed (it is an optional extra: ``pip install ghosttalk[plot]``)."""
+
+
+def plot_sweep(points: list[RunReport], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable(
+            "--plot needs matplotlib, an optional extra: pip install 'ghosttalk[plot]' (or pip install matplotlib)"
+        ) from None
+    points = sorted(points, key=lambda p: p.streams)
+    streams = [p.streams for p in points]
+    figure, cpu_axis = plt.subplots(figsize=(8, 4.5), dpi=110)
+    cpu_axis.plot(streams, [p.server_cpu_us_per_packet for p in points], "o-", color="tab:blue")
+    cpu_axis.set_xlabel("forwarded streams (speaker -> listener)")
+    cpu_axis.set_ylabel("server CPU per forwarded packet (us)", color="tab:blue")
+    cpu_axis.set_ylim(bottom=0)
+    latency_axis = cpu_axis.twinx()
+    latency_axis.plot(streams, [p.latency_p99_ms for p in points], "s--", color="tab:red")
+    latency_axis.set_ylabel("forwarding latency p99 (ms)", color="tab:red")
+    latency_axis.set_ylim(bottom=0)
+    first = points[0]
+    runs = f", median of {first.runs} runs" if first.runs > 1 else ""
+    cpu_axis.set_title(
+        f"ghosttalk bench: rooms of {first.per_room}, {first.speakers_per_room} speaking, "
+        f"{first.seconds:g} s{runs}"
+    )
+    cpu_axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,131 @@
+"""The numbers of a run: the JSON line, medians over runs, the human summary and the progress line."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import numpy as np
+import orjson
+
+
+@dataclass(slots=True)
+class RunReport:
+    """One run (or the medians of several). Server-side figures are None when the server's process is not
+    local (``--url`` without ``--server-pid``) or the late joiner was not asked for."""
+
+    rooms: int
+    per_room: int
+    speakers_per_room: int
+    peers: int
+    speakers: int
+    # speaker -> listener streams the server forwards: rooms x speakers x (per_room - 1)
+    streams: int
+    seconds: float
+    warmup: float
+    payload_bytes: int
+    workers: int
+    packets_sent: int
+    packets_expected: int
+    packets_received: int
+    delivery_ratio: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    join_p50_ms: float
+    join_p99_ms: float
+    late_joiner_ms: float | None
+    server_packets_in: int | None
+    server_packets_forwarded: int | None
+    server_packets_dropped: int | None
+    server_cpu_seconds: float | None
+    server_cpu_percent: float | None
+    server_cpu_us_per_packet: float | None
+    server_rss_peak_mb: float | None
+    server_rss_mb: float | None
+    server_rss_idle_mb: float | None
+    rss_per_peer_mb: float | None
+    send_errors: int
+    # The machine's 1-minute load average when the run started: other work on the box shows in the latency.
+    host_load: float
+    runs: int = 1
+
+    def json_line(self) -> str:
+        return orjson.dumps(dataclasses.asdict(self)).decode()
+
+
+def percentile_ms(latencies: np.ndarray[Any, np.dtype[np.float64]], q: float) -> float | None:
+    return None if latencies.size == 0 else round(float(np.percentile(latencies, q)) * 1000, 3)
+
+
+def median_report(reports: list[RunReport]) -> RunReport:
+    """Field by field medians (every run has the same shape; a field None in any run stays None)."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(RunReport):
+        column = [getattr(r, item.name) for r in reports]
+        if any(v is None for v in column):
+            values[item.name] = None
+        elif all(isinstance(v, int) for v in column):
+            values[item.name] = int(statistics.median_low(column))
+        else:
+            values[item.name] = round(float(statistics.median(column)), 4)
+    values["runs"] = len(reports)
+    return RunReport(**values)
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def summary(report: RunReport) -> str:
+    title = f"{report.rooms} rooms x {report.per_room} people, {report.speakers_per_room} speaking"
+    if report.runs > 1:
+        title = f"median of {report.runs} runs: {title}"
+    return "\n".join([
+        f"{title} ({report.streams} forwarded streams, {report.seconds:g} s measured)",
+        f"  delivery   {report.packets_received}/{report.packets_expected} = {report.delivery_ratio * 100:.3f} %"
+        f" ({report.packets_sent} sent)",
+        f"  latency    p50 {_fmt(report.latency_p50_ms, ' ms')}  p95 {_fmt(report.latency_p95_ms, ' ms')}"
+        f"  p99 {_fmt(report.latency_p99_ms, ' ms')}  max {_fmt(report.latency_max_ms, ' ms')}",
+        f"  join       p50 {_fmt(report.join_p50_ms, ' ms', 0)}  p99 {_fmt(report.join_p99_ms, ' ms', 0)}"
+        f"  late joiner hears everyone in {_fmt(report.late_joiner_ms, ' ms', 0)}",
+        f"  server     {_fmt(report.server_cpu_us_per_packet, ' us', 1)} CPU per forwarded packet"
+        f" ({_fmt(report.server_cpu_percent, ' %', 1)} of a core), RSS {_fmt(report.server_rss_mb, ' MB', 1)}"
+        f" (peak {_fmt(report.server_rss_peak_mb, ' MB', 1)}, {_fmt(report.rss_per_peer_mb, ' MB', 2)} per peer)",
+    ])  # fmt: skip
+
+
+class Progress:
+    """One status line on stderr: redrawn in place on a terminal, printed per phase otherwise."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._phase = ""
+        self._drawn = 0.0
+
+    def update(self, phase: str, done: float, total: float) -> None:
+        now = time.monotonic()
+        if not self._tty:
+            if phase != self._phase:
+                self._stream.write(f"bench: {phase}\n")
+                self._stream.flush()
+            self._phase = phase
+            return
+        if phase == self._phase and now - self._drawn < 0.2 and done < total:
+            return
+        self._phase, self._drawn = phase, now
+        filled = int(30 * min(done / total, 1.0)) if total else 30
+        self._stream.write(f"\r\x1b[K{phase:<24} [{'#' * filled}{'.' * (30 - filled)}] {done:.0f}/{total:.0f}")
+        self._stream.flush()
+
+    def clear(self) -> None:
+        if self._tty:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+        self._phase = ""

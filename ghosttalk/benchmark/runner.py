@@ -1,0 +1,344 @@
+"""One benchmark run: server, workers, warm-up, the measured window, the late joiner, the report."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import aiohttp
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from ghosttalk.benchmark.report import Progress, RunReport, percentile_ms
+from ghosttalk.benchmark.server import LocalServer, ProcessSample, sample_process
+from ghosttalk.benchmark.workers import (
+    PACKET_INTERVAL,
+    PROBE,
+    ClientSpec,
+    Window,
+    WorkerPlan,
+    WorkerResult,
+    quiet_logging,
+    run_event_loop,
+    worker_main,
+)
+from ghosttalk.client import Client, ClientOptions, ReceivedPacket
+
+# Speakers start this long after the start message, so that every worker has it in hand.
+START_DELAY = 0.5
+LATE_JOINER_TIMEOUT = 10.0
+_FORWARDED = "ghosttalk_rtp_packets_forwarded_total"
+_RECEIVED = "ghosttalk_rtp_packets_received_total"
+_DROPPED = "ghosttalk_rtp_packets_dropped_total"
+
+
+class BenchError(Exception):
+    """The run could not be carried out (server or worker failure); the message says why."""
+
+
+@dataclass(slots=True, frozen=True)
+class BenchParams:
+    rooms: int
+    per_room: int
+    speakers: int
+    seconds: float
+    warmup: float
+    workers: int
+    payload_bytes: int
+    url: str | None
+    server_pid: int | None
+    late_joiner: bool
+    pin: bool
+    join_concurrency: int
+
+    @property
+    def peers(self) -> int:
+        return self.rooms * self.per_room
+
+    @property
+    def streams(self) -> int:
+        return self.rooms * self.speakers * (self.per_room - 1)
+
+
+@dataclass(slots=True, frozen=True)
+class ServerSample:
+    """The server's own counters and, when it is local, its process figures."""
+
+    packets_in: int | None
+    packets_forwarded: int | None
+    packets_dropped: int | None
+    process: ProcessSample | None
+
+
+def build_plans(params: BenchParams, url: str, tag: str) -> list[WorkerPlan]:
+    """Rooms of ``per_room`` people, the first ``speakers`` of each speaking; clients dealt round-robin."""
+    total_speakers = params.rooms * params.speakers
+    specs: list[ClientSpec] = []
+    for room in range(params.rooms):
+        for member in range(params.per_room):
+            speaker = member < params.speakers
+            # Rooms interleaved so that neighbouring send times belong to different rooms.
+            rank = member * params.rooms + room
+            phase = PACKET_INTERVAL * rank / total_speakers if speaker else 0.0
+            specs.append(ClientSpec(len(specs), f"bench-{tag}-{room}", f"r{room}m{member}", speaker, phase))
+    count = min(params.workers, len(specs))
+    return [
+        WorkerPlan(url, params.payload_bytes, params.per_room, params.join_concurrency, tuple(specs[i::count]))
+        for i in range(count)
+    ]
+
+
+def run(params: BenchParams, progress: Progress) -> RunReport:
+    """Carry out one run. Raises :class:`BenchError`."""
+    server: LocalServer | None = None
+    url, pid = params.url, params.server_pid
+    if url is None:
+        # Room for the late joiner on top of the planned load.
+        server = LocalServer(room_size=params.per_room + 1, peers=params.peers + 1, rooms=params.rooms)
+        try:
+            server.start()
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
+        url, pid = server.url, server.pid
+        if params.pin:
+            pin_server(pid)
+    try:
+        report: RunReport = run_event_loop(_run(params, url, pid, progress))
+        return report
+    finally:
+        progress.clear()
+        if server is not None:
+            server.stop()
+
+
+def pin_server(pid: int) -> None:
+    """Server on CPU 0, this process and the workers it spawns on the others: the server's figures then
+    do not move with how the scheduler happens to mix it with the clients."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        os.sched_setaffinity(pid, {cpus[0]})
+        os.sched_setaffinity(0, set(cpus[1:]))
+
+
+async def _observe(session: aiohttp.ClientSession, url: str, pid: int | None) -> ServerSample:
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text() if response.status == 200 else ""
+    counters: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            counters[sample.name] = int(sample.value)
+    return ServerSample(
+        counters.get(_RECEIVED),
+        counters.get(_FORWARDED),
+        counters.get(_DROPPED),
+        sample_process(pid) if pid is not None else None,
+    )
+
+
+class _Workers:
+    """The worker processes and one queue of everything they say, tagged with who said it.
+
+    Pipes are read by blocking ``recv`` in threads: polling them from the event loop (uvloop) would make
+    them non-blocking, and a large result message would then fail half-written."""
+
+    def __init__(self, plans: list[WorkerPlan]) -> None:
+        self.events: asyncio.Queue[tuple[int, tuple[Any, ...]]] = asyncio.Queue()
+        self.links: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self._pumps: list[asyncio.Task[None]] = []
+        context = multiprocessing.get_context("spawn")
+        for index, plan in enumerate(plans):
+            parent, child = context.Pipe()
+            process = context.Process(target=worker_main, args=(child, plan), daemon=True)
+            process.start()
+            child.close()
+            self.links.append((process, parent))
+            self._pumps.append(asyncio.create_task(self._pump(index, parent)))
+
+    async def _pump(self, index: int, conn: Connection) -> None:
+        while True:
+            try:
+                message: tuple[Any, ...] = await asyncio.to_thread(conn.recv)
+            except (EOFError, OSError):
+                message = ("exit",)
+            self.events.put_nowait((index, message))
+            if message[0] in ("result", "error", "exit"):
+                return  # the worker has nothing more to say
+
+    def broadcast(self, message: tuple[Any, ...]) -> None:
+        for process, conn in self.links:
+            if process.is_alive():
+                conn.send(message)
+
+    async def next_event(self, timeout: float) -> tuple[int, tuple[Any, ...]]:
+        try:
+            index, message = await asyncio.wait_for(self.events.get(), timeout)
+        except TimeoutError:
+            raise BenchError(f"no word from the workers for {timeout:g} s") from None
+        if message[0] == "error":
+            raise BenchError(message[1])
+        if message[0] == "exit":
+            raise BenchError(f"worker {index} exited unexpectedly")
+        return index, message
+
+    async def close(self) -> None:
+        """Tell every worker to stop (a no-op after a normal run), wait for them, then reap the pumps."""
+        try:
+            self.broadcast(("stop",))
+        except OSError:
+            pass  # a worker that has gone away has nothing to be told
+        deadline = time.monotonic() + 20
+        for process, _ in self.links:
+            while process.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if process.is_alive():
+                process.terminate()
+            process.join(1)
+        # With every worker gone, each pump's recv has returned or raised EOFError.
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for _, conn in self.links:
+            conn.close()
+
+
+async def _sleep_until(when: float, progress: Progress, phase: str, origin: float) -> None:
+    while (remaining := when - time.time()) > 0:
+        progress.update(phase, time.time() - origin, when - origin)
+        await asyncio.sleep(min(remaining, 0.25))
+    progress.update(phase, when - origin, when - origin)
+
+
+async def _late_joiner(url: str, room: str, speakers: set[int]) -> float | None:
+    """Join ``room`` while its speakers talk; milliseconds from media up to a packet from each of them."""
+    heard: set[int] = set()
+    everyone = asyncio.Event()
+
+    def on_packet(speaker_id: str, packet: ReceivedPacket) -> None:
+        heard.add(PROBE.unpack_from(packet.payload)[0])
+        if speakers <= heard:
+            everyone.set()
+
+    client = Client(url, room, "late", ClientOptions(keep_packets=False))
+    client.on_packet = on_packet
+    try:
+        await client.connect(timeout=30.0)
+        up = time.monotonic()
+        await asyncio.wait_for(everyone.wait(), LATE_JOINER_TIMEOUT)
+        return (time.monotonic() - up) * 1000
+    except TimeoutError:
+        return None
+    finally:
+        await client.close()
+
+
+async def _run(params: BenchParams, url: str, pid: int | None, progress: Progress) -> RunReport:
+    quiet_logging()
+    host_load = os.getloadavg()[0]
+    plans = build_plans(params, url, secrets.token_hex(3))
+    idle = sample_process(pid) if pid is not None else None
+    workers = _Workers(plans)
+    joins: list[float] = []
+    try:
+        ready = 0
+        while ready < len(plans):
+            _, message = await workers.next_event(timeout=90.0)
+            if message[0] == "joined":
+                joins.append(message[1])
+                progress.update("joining", len(joins), params.peers)
+            elif message[0] == "ready":
+                ready += 1
+        start_at = time.time() + START_DELAY
+        window = Window(start_at, start_at + params.warmup, start_at + params.warmup + params.seconds)
+        workers.broadcast(("start", window))
+        async with aiohttp.ClientSession() as session:
+            await _sleep_until(window.measure_from, progress, "warming up", start_at)
+            before = await _observe(session, url, pid)
+            await _sleep_until(window.measure_to, progress, "measuring", window.measure_from)
+            after = await _observe(session, url, pid)
+        late_ms = None
+        if params.late_joiner:
+            progress.update("late joiner", 0, 1)
+            room = plans[0].clients[0].room
+            speakers = {s.client_id for plan in plans for s in plan.clients if s.room == room and s.speaker}
+            late_ms = await _late_joiner(url, room, speakers)
+        workers.broadcast(("stop",))
+        progress.update("draining", 0, 1)
+        results: dict[int, WorkerResult] = {}
+        while len(results) < len(plans):
+            index, message = await workers.next_event(timeout=30.0)
+            if message[0] == "result":
+                results[index] = message[1]
+    finally:
+        await workers.close()
+    return _report(params, list(results.values()), joins, late_ms, idle, before, after, host_load)
+
+
+def _delta(after: int | None, before: int | None) -> int | None:
+    return None if after is None or before is None else after - before
+
+
+def _report(
+    params: BenchParams,
+    results: list[WorkerResult],
+    joins: list[float],
+    late_ms: float | None,
+    idle: ProcessSample | None,
+    before: ServerSample,
+    after: ServerSample,
+    host_load: float,
+) -> RunReport:
+    latencies = np.concatenate([np.frombuffer(r.latencies, dtype=np.float64) for r in results])
+    sent = sum(r.sent for r in results)
+    received = sum(r.received for r in results)
+    expected = sent * (params.per_room - 1)
+    forwarded = _delta(after.packets_forwarded, before.packets_forwarded)
+    cpu = rss = peak = rss_idle = per_peer = cpu_per_packet = cpu_percent = None
+    if before.process is not None and after.process is not None:
+        cpu = round(after.process.cpu_seconds - before.process.cpu_seconds, 3)
+        cpu_percent = round(100 * cpu / params.seconds, 1)
+        rss, peak = round(after.process.rss_mb, 1), round(after.process.peak_rss_mb, 1)
+        if forwarded:
+            cpu_per_packet = round(cpu / forwarded * 1e6, 2)
+        if idle is not None:
+            rss_idle = round(idle.rss_mb, 1)
+            per_peer = round((after.process.rss_mb - idle.rss_mb) / params.peers, 3)
+    join_ms = np.array(joins) * 1000
+    return RunReport(
+        rooms=params.rooms,
+        per_room=params.per_room,
+        speakers_per_room=params.speakers,
+        peers=params.peers,
+        speakers=params.rooms * params.speakers,
+        streams=params.streams,
+        seconds=params.seconds,
+        warmup=params.warmup,
+        payload_bytes=params.payload_bytes,
+        workers=len(results),
+        packets_sent=sent,
+        packets_expected=expected,
+        packets_received=received,
+        delivery_ratio=round(received / expected, 6) if expected else 0.0,
+        latency_p50_ms=percentile_ms(latencies, 50),
+        latency_p95_ms=percentile_ms(latencies, 95),
+        latency_p99_ms=percentile_ms(latencies, 99),
+        latency_max_ms=percentile_ms(latencies, 100),
+        join_p50_ms=round(float(np.percentile(join_ms, 50)), 1),
+        join_p99_ms=round(float(np.percentile(join_ms, 99)), 1),
+        late_joiner_ms=None if late_ms is None else round(late_ms, 1),
+        server_packets_in=_delta(after.packets_in, before.packets_in),
+        server_packets_forwarded=forwarded,
+        server_packets_dropped=_delta(after.packets_dropped, before.packets_dropped),
+        server_cpu_seconds=cpu,
+        server_cpu_percent=cpu_percent,
+        server_cpu_us_per_packet=cpu_per_packet,
+        server_rss_peak_mb=peak,
+        server_rss_mb=rss,
+        server_rss_idle_mb=rss_idle,
+        rss_per_peer_mb=per_peer,
+        send_errors=sum(r.send_errors for r in results),
+        host_load=round(host_load, 2),
+    )

@@ -1,0 +1,532 @@
+"""Shared tools for the fault, abuse, fuzz, soak and restart tests (issue 7).
+
+* :class:`RawWebSocket` speaks RFC 6455 by hand, so a test can send what no well-behaved library would (bad
+  UTF-8 in a text frame, reserved bits, fragments, an abrupt TCP reset) and see exactly how the server closes.
+* :class:`TalkingCall` makes a room of headless clients talk to each other at 50 packets per second and
+  counts, per speaker and listener, what was sent and what arrived and the longest silence.
+* :class:`CallProcess` runs such calls in a child process (``python -m tests.faults call ...``), so that
+  what a test does in its own event loop (fuzzing, flooding) cannot delay the call it measures.
+* Probes of the server process: RSS, open file descriptors, admin internals, tracebacks in its console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from ghosttalk.client import Client, ClientOptions, ReceivedPacket
+from ghosttalk.media.aiortc_adapter import filter_ice_datagrams
+from ghosttalk.media.outbound import IdleAudioTrack
+from ghosttalk.netsim import LinkConditions
+from tests.helpers import admin_json, negotiated
+from tests.serverproc import ROOT, ServerProcess
+
+# RFC 6455 opcodes.
+OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+PACKETS_PER_SECOND = 50
+PAYLOAD = struct.Struct("!HI")  # speaker index in the call, sequence number
+TRACEBACK = re.compile(r"^Traceback \(most recent call last\)", re.MULTILINE)
+
+
+# A raw WebSocket client.
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body.strip()}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class RawWebSocket:
+    """One client connection; frames from the server are collected by a reader task into ``messages``."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    close_reason: str = ""
+    closed_at: float | None = None  # time.monotonic() when the server's close (or EOF) arrived
+    _task: asyncio.Task[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def open(
+        cls, host: str, port: int, room: str, name: str, headers: Mapping[str, str] | None = None, timeout: float = 10
+    ) -> RawWebSocket:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [
+            f"GET /ws?{urlencode({'room': room, 'name': name})} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            *(f"{k}: {v}" for k, v in (headers or {}).items()),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            status = int(head.split(b" ", 2)[1])
+            if status != 101:
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                body = await asyncio.wait_for(reader.readexactly(int(length.group(1))), timeout) if length else b""
+                raise HandshakeRefused(status, body.decode(errors="replace"))
+            accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+            assert f"Sec-WebSocket-Accept: {accept}".lower().encode() in head.lower(), head
+        except BaseException:
+            writer.transport.abort()
+            raise
+        ws = cls(reader, writer)
+        ws._task = asyncio.create_task(ws._read())
+        return ws
+
+    @classmethod
+    async def join(cls, server: ServerProcess, room: str, name: str, **kwargs: Any) -> RawWebSocket:
+        return await cls.open("127.0.0.1", server.port, room, name, **kwargs)
+
+    # Writing.
+
+    def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> None:
+        head = bytearray([(0x80 if fin else 0) | (rsv & 7) << 4 | opcode])
+        size = len(payload)
+        if size < 126:
+            head.append(0x80 | size)
+        elif size < 1 << 16:
+            head += bytes([0x80 | 126]) + size.to_bytes(2, "big")
+        else:
+            head += bytes([0x80 | 127]) + size.to_bytes(8, "big")
+        mask = os.urandom(4)
+        # XOR with the repeated mask as one big integer: fast enough for 100 KiB frames.
+        stream = (mask * (size // 4 + 1))[:size]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(size, "big")
+        if not self.writer.is_closing():
+            self.writer.write(bytes(head) + mask + masked)
+
+    def send_text(self, text: str) -> None:
+        self.send_frame(OP_TEXT, text.encode())
+
+    def send_json(self, message: object) -> None:
+        self.send_text(json.dumps(message))
+
+    async def drain(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+
+    async def close(self, code: int = 1000, timeout: float = 5.0) -> None:
+        """A clean close: our close frame, then wait for the server's."""
+        self.send_frame(OP_CLOSE, code.to_bytes(2, "big"))
+        with contextlib.suppress(TimeoutError):
+            await self.wait_closed(timeout)
+        self.abort()
+
+    def abort(self) -> None:
+        """Vanish: the TCP connection is reset, no close frame (a killed process, a dropped network)."""
+        self.writer.transport.abort()
+        if self._task is not None:
+            self._task.cancel()
+
+    # Reading.
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                first, second = await self.reader.readexactly(2)
+                size = second & 0x7F
+                if size == 126:
+                    size = int.from_bytes(await self.reader.readexactly(2), "big")
+                elif size == 127:
+                    size = int.from_bytes(await self.reader.readexactly(8), "big")
+                payload = await self.reader.readexactly(size)
+                opcode = first & 0x0F
+                if opcode == OP_TEXT:
+                    self.messages.append(json.loads(payload))
+                elif opcode == OP_CLOSE:
+                    self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                    self.close_reason = payload[2:].decode(errors="replace")
+                    return
+                elif opcode == OP_PING:
+                    self.send_frame(OP_PONG, payload)
+                self._changed.set()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.close_code = self.close_code or 1006
+        finally:
+            self.closed_at = time.monotonic()
+            self._changed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == kind]
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met in {timeout} s; got {self.messages[-5:]}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+
+    async def wait_closed(self, timeout: float = 10.0) -> None:
+        await self.wait_for(lambda: self.closed, timeout)
+
+    async def wait_message(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        await self.wait_for(lambda: bool(self.of_type(kind)) or self.closed, timeout)
+        found = self.of_type(kind)
+        if not found:
+            raise AssertionError(f"closed ({self.close_code} {self.close_reason!r}) before a {kind!r} message")
+        return found[0]
+
+
+# Offers and peers that speak for themselves.
+
+
+def loopback_only(sdp: str, port: int = 9) -> str:
+    """``sdp`` with its candidates replaced by one on 127.0.0.1:``port`` (checks sent to it stay local)."""
+    lines = [line for line in sdp.splitlines() if not line.startswith("a=candidate:")]
+    lines = [re.sub(r"^c=IN IP[46] .*", "c=IN IP4 127.0.0.1", line) for line in lines]
+    at = lines.index("a=end-of-candidates") if "a=end-of-candidates" in lines else len(lines)
+    lines.insert(at, f"a=candidate:1 1 udp 2130706431 127.0.0.1 {port} typ host")
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def dead_offer() -> str:
+    """A real client's offer whose client is gone at once: the server answers and then checks a closed port."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return loopback_only(sdp)
+
+
+class RawPeer:
+    """A peer with a real connection behind a :class:`RawWebSocket`, so that it can die like a process does:
+    TCP reset without a close frame and its UDP falling silent, with nothing said to anyone."""
+
+    def __init__(self, ws: RawWebSocket) -> None:
+        self.ws = ws
+        self.link = LinkConditions()
+        self.pc = RTCPeerConnection()
+        self.pc.addTransceiver(IdleAudioTrack(), direction="sendrecv")
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def join(cls, server: ServerProcess, room: str, name: str) -> RawPeer:
+        peer = cls(await RawWebSocket.join(server, room, name))
+        await peer.ws.wait_message("room_state")
+        await peer.pc.setLocalDescription(await peer.pc.createOffer())
+        filter_ice_datagrams(peer.pc, peer.link)
+        peer.ws.send_json({"type": "offer", "sdp": peer.pc.localDescription.sdp})
+        peer._task = asyncio.create_task(peer._negotiate())
+        return peer
+
+    async def _negotiate(self) -> None:
+        seen = 0
+        while True:
+            await self.ws.wait_for(lambda: len(self.ws.messages) > seen or self.ws.closed, 3600)
+            if len(self.ws.messages) == seen:
+                return
+            message = self.ws.messages[seen]
+            seen += 1
+            if message["type"] == "answer":
+                await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))
+            elif message["type"] == "offer":
+                await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+                self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
+
+    async def connected(self, timeout: float = 30.0) -> None:
+        await wait_until(lambda: self.pc.connectionState == "connected", timeout, interval=0.05)
+
+    async def kill(self) -> None:
+        """Die: the network goes dark and the socket is reset; the connection is then torn down in silence."""
+        self.link.blackout = True
+        self.ws.abort()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.pc.close()
+
+
+# Calls whose delivery is counted.
+
+
+@dataclass
+class Flow:
+    """What one speaker sent to one listener."""
+
+    received: set[int] = field(default_factory=set)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic()
+
+
+class TalkingCall:
+    """Headless clients in one room, each sending ``PACKETS_PER_SECOND`` numbered packets to the others.
+
+    A listener attributes a packet by the speaker index in its payload, not by stream, so counts stay right
+    across renegotiation. ``stop()`` ends sending and leaves a moment for the packets in flight."""
+
+    def __init__(self, members: Sequence[Client]) -> None:
+        self.members = list(members)
+        self.sent = [0] * len(members)
+        self.flows: dict[tuple[int, int], Flow] = {
+            (s, r): Flow() for s in range(len(members)) for r in range(len(members)) if s != r
+        }
+        self.other_packets: list[dict[str, int]] = [{} for _ in members]  # from people outside the call
+        self.paused: set[int] = set()  # speakers that are silent for now (their sequence does not advance)
+        self._tasks: list[asyncio.Task[None]] = []
+        for index, member in enumerate(self.members):
+            member.on_packet = self._receiver(index)
+
+    @classmethod
+    async def join(
+        cls, url: str, room: str, names: Sequence[str], options: Sequence[ClientOptions] | None = None
+    ) -> TalkingCall:
+        joined: list[Client] = []
+        try:
+            for index, name in enumerate(names):
+                opts = options[index] if options else ClientOptions(keep_packets=False)
+                joined.append(await Client(url, room, name, opts).connect(timeout=30))
+            await negotiated(joined, timeout=30)
+        except BaseException:
+            await asyncio.gather(*(c.close() for c in joined), return_exceptions=True)
+            raise
+        return cls(joined)
+
+    def _receiver(self, listener: int) -> Any:
+        def on_packet(owner: str, packet: ReceivedPacket) -> None:
+            if len(packet.payload) >= PAYLOAD.size:
+                speaker, sequence = PAYLOAD.unpack_from(packet.payload)
+                flow = self.flows.get((speaker, listener))
+                if flow is not None and packet.payload[PAYLOAD.size :] == b"call":
+                    flow.received.add(sequence)
+                    flow.arrivals.append(time.monotonic())
+                    return
+            counts = self.other_packets[listener]
+            counts[owner] = counts.get(owner, 0) + 1
+
+        return on_packet
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._speak(i)) for i in range(len(self.members))]
+
+    async def _speak(self, index: int) -> None:
+        member = self.members[index]
+        start = time.monotonic()
+        tick = 0
+        while True:
+            tick += 1
+            await asyncio.sleep(max(0.0, start + tick / PACKETS_PER_SECOND - time.monotonic()))
+            if index in self.paused:
+                continue
+            try:
+                member.send_rtp(PAYLOAD.pack(index, self.sent[index]) + b"call")
+            except RuntimeError:
+                continue  # media not connected (a member that is rejoining): nothing was sent
+            self.sent[index] += 1
+
+    async def stop(self, settle: float = 1.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.sleep(settle)
+
+    async def close(self) -> None:
+        await self.stop(settle=0)
+        await asyncio.gather(*(m.close() for m in self.members), return_exceptions=True)
+
+    def delivered(self, speaker: int, listener: int) -> int:
+        return len(self.flows[speaker, listener].received)
+
+    def report(self) -> dict[str, Any]:
+        """Totals and the longest gap between arrivals on any flow (``stop()`` first)."""
+        expected = sum(self.sent[s] for (s, _r) in self.flows)
+        received = sum(len(f.received) for f in self.flows.values())
+        gaps = [b - a for f in self.flows.values() for a, b in zip(f.arrivals, f.arrivals[1:], strict=False)]
+        return {
+            "sent": list(self.sent),
+            "expected": expected,
+            "received": received,
+            "delivery": received / expected if expected else 0.0,
+            "max_gap": max(gaps, default=0.0),
+            "flows": {f"{s}->{r}": [self.sent[s], len(f.received)] for (s, r), f in self.flows.items()},
+            "ids": [m.self_id for m in self.members],
+            "other_packets": self.other_packets,
+        }
+
+
+class CallProcess:
+    """Three-person calls in rooms ``rooms`` of ``url``, run by a child process until ``finish()``."""
+
+    def __init__(self, url: str, rooms: Sequence[str], members: int = 3) -> None:
+        self.url = url
+        self.rooms = list(rooms)
+        self.members = members
+        self.proc: subprocess.Popen[str] | None = None
+        self.ready: dict[str, Any] = {}
+
+    def start(self, timeout: float = 60.0) -> CallProcess:
+        command = [sys.executable, "-m", "tests.faults", "call", self.url, *self.rooms, "--members", str(self.members)]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline()  # the child prints one line once every call is negotiated
+        if not line or time.monotonic() > deadline:
+            self.kill()
+            raise RuntimeError(f"call process failed to start: {self._stderr()}")
+        self.ready = json.loads(line)
+        return self
+
+    def finish(self, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
+        """Stop talking, wait for the packets in flight, and return each room's ``TalkingCall.report()``."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        self.proc.wait(timeout)
+        if not line:
+            raise RuntimeError(f"call process ended without a report: {self._stderr()}")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def _stderr(self) -> str:
+        assert self.proc is not None and self.proc.stderr is not None
+        with contextlib.suppress(Exception):
+            self.kill()
+            return self.proc.stderr.read()[-4000:]
+        return ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> CallProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+async def _run_calls(url: str, rooms: Sequence[str], members: int) -> None:
+    calls = [await TalkingCall.join(url, room, [f"{room[:8]}-{i}" for i in range(members)]) for room in rooms]
+    for call in calls:
+        call.start()
+    print(json.dumps({room: call.report()["ids"] for room, call in zip(rooms, calls, strict=True)}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    for call in calls:
+        await call.stop(settle=0)
+    await asyncio.sleep(1.0)
+    print(json.dumps({room: call.report() for room, call in zip(rooms, calls, strict=True)}), flush=True)
+    for call in calls:
+        await call.close()
+
+
+# Looking at the server process.
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def tracebacks(console: str) -> list[str]:
+    """Every traceback printed by the server, with a few lines of context, for assertion messages."""
+    lines = console.splitlines()
+    return ["\n".join(lines[max(0, i - 2) : i + 25]) for i, line in enumerate(lines) if TRACEBACK.match(line)]
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    """The sum of every sample of ``name`` in the server's /metrics."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name)] in " {":
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def events(server: ServerProcess, event: str) -> list[dict[str, Any]]:
+    logs = admin_json(server, "logs&n=1000")
+    return [e for e in logs["events"] if e.get("event") == event]  # type: ignore[union-attr]
+
+
+async def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> float:
+    """Poll ``predicate`` until it holds; return the seconds it took. Raises TimeoutError."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"not within {timeout} s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - start
+
+
+@contextlib.contextmanager
+def child_joiner(server: ServerProcess, room: str, name: str, play: Path, seconds: float = 120) -> Iterator[
+    subprocess.Popen[str]
+]:
+    """``ghosttalk join <room link> --play <wav>`` in a child process, killed at the end whatever happened."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ghosttalk", "join", f"{server.url}/r/{room}", "--name", name, "--play", str(play),
+         "--seconds", str(seconds)],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.faults")
+    sub = parser.add_subparsers(dest="command", required=True)
+    call = sub.add_parser("call", help="run counted calls until a line arrives on stdin, then print a report")
+    call.add_argument("url")
+    call.add_argument("rooms", nargs="+")
+    call.add_argument("--members", type=int, default=3)
+    args = parser.parse_args(argv)
+    asyncio.run(_run_calls(args.url, args.rooms, args.members))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

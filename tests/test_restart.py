@@ -1,0 +1,70 @@
+"""Restarts (issue 7, proof 4): SIGTERM tells everyone, closes cleanly and exits 0 within 5 s; clients that
+rejoin by themselves are back in the room, hearing each other, within 10 s of the server coming back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+from ghosttalk.client import ClientOptions
+from tests.faults import RawWebSocket, TalkingCall, tracebacks, wait_until
+from tests.serverproc import ServerProcess
+
+SHUTDOWN_MESSAGE = "server shutting down"
+
+
+async def test_sigterm_tells_everyone_then_clients_rejoin_after_restart(server: ServerProcess) -> None:
+    names = ["ann", "ben", "cat"]
+    call = await TalkingCall.join(server.url, "restart", names, [ClientOptions(keep_packets=False, rejoin=True)] * 3)
+    watcher = await RawWebSocket.join(server, "restart", "watch")
+    try:
+        await watcher.wait_message("room_state")
+        call.start()
+        await asyncio.sleep(1.0)
+        before = [call.delivered(0, 1), call.delivered(1, 2), call.delivered(2, 0)]
+        assert min(before) > 0
+
+        start = time.monotonic()
+        code = await asyncio.to_thread(server.stop, signal.SIGTERM)
+        took = time.monotonic() - start
+        assert code == 0, server.console()[-3000:]
+        assert took < 5.0, f"exit took {took:.1f} s"
+
+        # Everyone was told, then the socket was closed (the raw socket shows the exact sequence).
+        assert watcher.closed
+        assert watcher.messages[-1] == {"type": "error", "message": SHUTDOWN_MESSAGE}, watcher.messages[-3:]
+        assert watcher.close_code in (1001, 1008) and watcher.close_reason == SHUTDOWN_MESSAGE
+        for member in call.members:
+            assert SHUTDOWN_MESSAGE in member.errors, member.errors
+        console = server.console()
+        assert not tracebacks(console), "\n\n".join(tracebacks(console))
+        # The event log was flushed: every departure is on disk.
+        logged = [json.loads(line) for line in server.data_dir.joinpath("server.log").read_text().splitlines()]
+        leaves = [e for e in logged if e["event"] == "USER_LEAVE" and e["details"]["reason"] == SHUTDOWN_MESSAGE]
+        assert len(leaves) == 4, leaves
+
+        old_ids = {m.self_id for m in call.members}
+        await asyncio.to_thread(server.start)
+        restarted = time.monotonic()
+
+        def back() -> bool:
+            ids = {m.self_id for m in call.members}
+            return all(
+                m.rejoins >= 1 and m.self_id not in old_ids and ids <= set(m.peers) and ids - {m.self_id} <= m.negotiated_speakers()
+                for m in call.members
+            )
+
+        await wait_until(back, 10.0)
+        heard = [call.delivered(0, 1), call.delivered(1, 2), call.delivered(2, 0)]
+        await wait_until(
+            lambda: all(call.delivered(s, r) > heard_then + 10 for (s, r), heard_then in
+                        zip([(0, 1), (1, 2), (2, 0)], heard, strict=True)),
+            10.0 - (time.monotonic() - restarted),
+        )
+        print(f"\nrestart: exit after SIGTERM {took:.2f} s; all three back and heard "
+              f"{time.monotonic() - restarted:.1f} s after the restart")
+    finally:
+        watcher.abort()
+        await call.close()
