@@ -16,9 +16,9 @@ def chrome_numbering(sdp: str) -> str:
     """Opus on 111 and ssrc-audio-level on extension id 1, sdes:mid on 4, as Chromium offers them."""
     sdp = sdp.replace("a=rtpmap:96 opus", "a=rtpmap:111 opus").replace("a=fmtp:96 ", "a=fmtp:111 ")
     sdp = re.sub(r"(m=audio \S+ \S+) 96", r"\1 111", sdp)
-    sdp = sdp.replace("a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid", "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid")
-    return sdp.replace("a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
-                       "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+    urn = "urn:ietf:params:rtp-hdrext:"
+    sdp = sdp.replace(f"a=extmap:1 {urn}sdes:mid", f"a=extmap:4 {urn}sdes:mid")
+    return sdp.replace(f"a=extmap:2 {urn}ssrc-audio-level", f"a=extmap:1 {urn}ssrc-audio-level")
 
 
 async def test_server_offers_reuse_the_browsers_numbers_on_every_audio_line(shared_server: ServerProcess) -> None:
