@@ -26,6 +26,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return number
+
+
 def _non_negative(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -53,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rooms", type=_positive_int, default=8, help="rooms")
     parser.add_argument("--per-room", type=_positive_int, default=5, help="people per room")
-    parser.add_argument("--speakers", type=_positive_int, default=2, help="people speaking in each room")
+    parser.add_argument("--speakers", type=_non_negative_int, default=2,
+                        help="people speaking in each room (0 measures what silent connections cost)")
     parser.add_argument("--seconds", type=_positive_int, default=20, help="measured seconds")
     parser.add_argument("--warmup", type=_non_negative, default=3.0, help="seconds of speaking before measuring")
     parser.add_argument("--workers", type=_positive_int, default=2, help="client processes")

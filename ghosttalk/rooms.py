@@ -11,6 +11,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 import orjson
@@ -28,6 +29,18 @@ logger = logging.getLogger(__name__)
 OUTBOX_MESSAGES = 256
 
 
+class CloseCode(IntEnum):
+    """WebSocket close codes the server ends a session with, so a client can tell a reason to rejoin (the
+    server restarts, the connection was lost) from a reason to stay away (kicked, banned, room full)."""
+
+    GOING_AWAY = 1001  # server shutting down: rejoin in a moment
+    POLICY = 1008  # a limit was exceeded
+    TRY_AGAIN_LATER = 1013  # room or server full
+    CONNECTION_LOST = 4002  # heartbeat or media failed: rejoin
+    KICKED = 4001
+    BANNED = 4003
+
+
 class JoinRefused(Exception):
     """The join cannot happen; ``str(exc)`` is the message the client gets (``Room full`` and friends)."""
 
@@ -40,7 +53,7 @@ class Peer:
     room_id: str
     media: PeerMedia
     # The signaling session's way of ending the connection with a reason (kick, ban, death, shutdown).
-    disconnect: Callable[[str], None]
+    disconnect: Callable[[str, CloseCode], None]
     muted: bool = False
     joined_at: float = field(default_factory=time.time)
     outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(OUTBOX_MESSAGES))
@@ -52,7 +65,7 @@ class Peer:
         try:
             self.outbox.put_nowait(orjson.dumps(message))
         except asyncio.QueueFull:
-            self.disconnect("too slow reading messages")
+            self.disconnect("too slow reading messages", CloseCode.POLICY)
 
 
 @dataclass(slots=True, eq=False)
@@ -105,7 +118,7 @@ class RoomManager:
         """Tell everyone, close every connection, and release the socket."""
         for peer in list(self.peers.values()):
             peer.send({"type": "error", "message": reason})
-            peer.disconnect(reason)
+            peer.disconnect(reason, CloseCode.GOING_AWAY)
         await asyncio.gather(*(self.leave(peer, reason) for peer in list(self.peers.values())))
         for task in list(self._tasks):
             task.cancel()
@@ -124,7 +137,7 @@ class RoomManager:
 
     # Joining and leaving.
 
-    def join(self, room_id: str, name: str, ip: str, disconnect: Callable[[str], None]) -> Peer:
+    def join(self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None]) -> Peer:
         """Create the person and their connection, tell the room. Raises :class:`JoinRefused`."""
         assert self._forwarder is not None, "RoomManager.start() first"
         room = self.rooms.get(room_id)
@@ -209,7 +222,7 @@ class RoomManager:
             return
         logger.info("peer %s removed: %s", peer.id, reason)
         peer.send({"type": "error", "message": reason})
-        peer.disconnect(reason)
+        peer.disconnect(reason, CloseCode.CONNECTION_LOST)
         self._spawn(self.leave(peer, reason))
 
     # What operators see and do (admin panel, metrics).
@@ -259,17 +272,18 @@ class RoomManager:
             "asyncio_tasks": len(asyncio.all_tasks()),
         }
 
-    async def kick(self, peer_id: str, reason: str) -> bool:
+    async def kick(self, peer_id: str, reason: str, code: CloseCode = CloseCode.KICKED) -> bool:
         peer = self.peers.get(peer_id)
         if peer is None:
             return False
         peer.send({"type": "error", "message": reason})
-        peer.disconnect(reason)
+        peer.disconnect(reason, code)
         await self.leave(peer, reason)
         return True
 
     async def disconnect_where(self, predicate: Callable[[str], bool], reason: str) -> int:
+        """Ban enforcement: end every session whose client address matches."""
         matched = [peer for peer in self.peers.values() if predicate(peer.ip)]
         for peer in matched:
-            await self.kick(peer.id, reason)
+            await self.kick(peer.id, reason, CloseCode.BANNED)
         return len(matched)

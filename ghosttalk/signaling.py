@@ -24,11 +24,12 @@ from ghosttalk.limits import KeyedRateLimiter, TokenBucket
 from ghosttalk.media.peer import SignalingError
 from ghosttalk.metrics import Metrics
 from ghosttalk.netaddr import client_ip, origin_allowed
-from ghosttalk.rooms import JoinRefused, Peer, RoomManager
+from ghosttalk.rooms import CloseCode, JoinRefused, Peer, RoomManager
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
+CLOSE_HANDSHAKE_SECONDS = 1.0
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 12
 
@@ -108,7 +109,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
     with connections.hold(ip):
         ws = web.WebSocketResponse(
-            heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES
+            heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES,
+            # A client that never answers our close frame (frozen, network gone) must not hold up SIGTERM.
+            timeout=CLOSE_HANDSHAKE_SECONDS,
         )
         await ws.prepare(request)
         session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
@@ -127,12 +130,13 @@ class SignalingSession:
         self._messages = TokenBucket(config.message_rate, config.message_burst)
         self._offers = TokenBucket(config.offers_per_minute / 60, config.offers_per_minute)
         self._close_reason: str | None = None
+        self._close_code = CloseCode.POLICY
         self._closed = asyncio.Event()
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: str, code: CloseCode) -> None:
         """Ask the session to end (kick, ban, heartbeat loss, shutdown); the reader loop notices."""
         if self._close_reason is None:
-            self._close_reason = reason
+            self._close_reason, self._close_code = reason, code
             self._closed.set()
 
     async def run(self, room_id: str, name: str, ip: str) -> None:
@@ -140,7 +144,7 @@ class SignalingSession:
             peer = self.rooms.join(room_id, name, ip, self.disconnect)
         except JoinRefused as exc:
             await self.ws.send_str(orjson.dumps({"type": "error", "message": str(exc)}).decode())
-            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
+            await self.ws.close(code=CloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
             return
         writer = asyncio.create_task(self._write(peer))
         reader = asyncio.create_task(self._read(peer))
@@ -159,7 +163,7 @@ class SignalingSession:
             reason = self._close_reason or "left"
             await self.rooms.leave(peer, reason)
             if not self.ws.closed:
-                code = WSCloseCode.POLICY_VIOLATION if self._close_reason else WSCloseCode.OK
+                code = self._close_code if self._close_reason else WSCloseCode.OK
                 await self.ws.close(code=code, message=reason.encode()[:120])
 
     async def _write(self, peer: Peer) -> None:
@@ -195,7 +199,7 @@ class SignalingSession:
             return
         self._events.emit("LIMIT_EXCEEDED", level="warning", room=peer.room_id, peer=peer.id, ip=peer.ip, limit=limit)
         self._reject(peer, f"limit_{limit}", text)
-        self.disconnect(f"limit exceeded: {limit}")
+        self.disconnect(f"limit exceeded: {limit}", CloseCode.POLICY)
 
     async def _dispatch(self, peer: Peer, text: str) -> None:
         if not self._messages.take():

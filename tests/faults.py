@@ -68,6 +68,7 @@ class RawWebSocket:
     close_code: int | None = None
     close_reason: str = ""
     closed_at: float | None = None  # time.monotonic() when the server's close (or EOF) arrived
+    frozen: bool = False
     _task: asyncio.Task[None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -142,6 +143,12 @@ class RawWebSocket:
             await self.wait_closed(timeout)
         self.abort()
 
+    def freeze(self) -> None:
+        """Stop reading and answering, with the connection left open (a frozen process, a dead network)."""
+        self.frozen = True
+        if self._task is not None:
+            self._task.cancel()
+
     def abort(self) -> None:
         """Vanish: the TCP connection is reset, no close frame (a killed process, a dropped network)."""
         self.writer.transport.abort()
@@ -166,6 +173,7 @@ class RawWebSocket:
                 elif opcode == OP_CLOSE:
                     self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
                     self.close_reason = payload[2:].decode(errors="replace")
+                    self.send_frame(OP_CLOSE, payload[:2])  # the closing handshake's answer
                     return
                 elif opcode == OP_PING:
                     self.send_frame(OP_PONG, payload)
@@ -173,7 +181,8 @@ class RawWebSocket:
         except (asyncio.IncompleteReadError, ConnectionError):
             self.close_code = self.close_code or 1006
         finally:
-            self.closed_at = time.monotonic()
+            if not self.frozen:
+                self.closed_at = time.monotonic()
             self._changed.set()
 
     @property
@@ -264,6 +273,13 @@ class RawPeer:
 
     async def connected(self, timeout: float = 30.0) -> None:
         await wait_until(lambda: self.pc.connectionState == "connected", timeout, interval=0.05)
+
+    def freeze(self) -> None:
+        """Fall silent with everything left open: no packets either way, signaling unread."""
+        self.link.blackout = True
+        self.ws.freeze()
+        if self._task is not None:
+            self._task.cancel()
 
     async def kill(self) -> None:
         """Die: the network goes dark and the socket is reset; the connection is then torn down in silence."""

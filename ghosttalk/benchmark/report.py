@@ -32,7 +32,7 @@ class RunReport:
     packets_sent: int
     packets_expected: int
     packets_received: int
-    delivery_ratio: float
+    delivery_ratio: float | None  # None when nothing was expected (no speakers)
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
@@ -44,6 +44,8 @@ class RunReport:
     server_packets_forwarded: int | None
     server_packets_dropped: int | None
     server_cpu_seconds: float | None
+    # The kernel's share of it (UDP send and receive on loopback is charged to the server).
+    server_cpu_system_seconds: float | None
     server_cpu_percent: float | None
     server_cpu_us_per_packet: float | None
     server_rss_peak_mb: float | None
@@ -88,7 +90,7 @@ def summary(report: RunReport) -> str:
         title = f"median of {report.runs} runs: {title}"
     return "\n".join([
         f"{title} ({report.streams} forwarded streams, {report.seconds:g} s measured)",
-        f"  delivery   {report.packets_received}/{report.packets_expected} = {report.delivery_ratio * 100:.3f} %"
+        f"  delivery   {report.packets_received}/{report.packets_expected} = {_fmt(report.delivery_ratio, '', 5)}"
         f" ({report.packets_sent} sent)",
         f"  latency    p50 {_fmt(report.latency_p50_ms, ' ms')}  p95 {_fmt(report.latency_p95_ms, ' ms')}"
         f"  p99 {_fmt(report.latency_p99_ms, ' ms')}  max {_fmt(report.latency_max_ms, ' ms')}",

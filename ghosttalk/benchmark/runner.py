@@ -296,9 +296,10 @@ def _report(
     received = sum(r.received for r in results)
     expected = sent * (params.per_room - 1)
     forwarded = _delta(after.packets_forwarded, before.packets_forwarded)
-    cpu = rss = peak = rss_idle = per_peer = cpu_per_packet = cpu_percent = None
+    cpu = cpu_system = rss = peak = rss_idle = per_peer = cpu_per_packet = cpu_percent = None
     if before.process is not None and after.process is not None:
         cpu = round(after.process.cpu_seconds - before.process.cpu_seconds, 3)
+        cpu_system = round(after.process.system_seconds - before.process.system_seconds, 3)
         cpu_percent = round(100 * cpu / params.seconds, 1)
         rss, peak = round(after.process.rss_mb, 1), round(after.process.peak_rss_mb, 1)
         if forwarded:
@@ -321,7 +322,7 @@ def _report(
         packets_sent=sent,
         packets_expected=expected,
         packets_received=received,
-        delivery_ratio=round(received / expected, 6) if expected else 0.0,
+        delivery_ratio=round(received / expected, 6) if expected else None,
         latency_p50_ms=percentile_ms(latencies, 50),
         latency_p95_ms=percentile_ms(latencies, 95),
         latency_p99_ms=percentile_ms(latencies, 99),
@@ -333,6 +334,7 @@ def _report(
         server_packets_forwarded=forwarded,
         server_packets_dropped=_delta(after.packets_dropped, before.packets_dropped),
         server_cpu_seconds=cpu,
+        server_cpu_system_seconds=cpu_system,
         server_cpu_percent=cpu_percent,
         server_cpu_us_per_packet=cpu_per_packet,
         server_rss_peak_mb=peak,

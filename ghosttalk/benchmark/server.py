@@ -23,6 +23,7 @@ class ProcessSample:
     """CPU time and memory of a process at one instant."""
 
     cpu_seconds: float
+    system_seconds: float
     rss_mb: float
     peak_rss_mb: float
 
@@ -32,13 +33,13 @@ def sample_process(pid: int) -> ProcessSample:
     stat = Path(f"/proc/{pid}/stat").read_text()
     # The command name may contain spaces and parentheses: fields are counted from the last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
-    cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    user, system = int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
     memory = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             memory[key] = int(value.split()[0]) / 1024
-    return ProcessSample(cpu, memory.get("VmRSS", 0.0), memory.get("VmHWM", 0.0))
+    return ProcessSample(user + system, system, memory.get("VmRSS", 0.0), memory.get("VmHWM", 0.0))
 
 
 def _free_port(kind: socket.SocketKind) -> int:

@@ -154,13 +154,14 @@ async def create_offer_keeping_negotiated(
     """``pc.createOffer()`` with ``reference``'s negotiated codecs and header extensions on every audio
     m-line. createOffer reads the module-level defaults and never awaits, so swapping them around the call
     cannot leak into any other connection."""
-    codecs, extensions = rtcpeerconnection.CODECS, rtcpeerconnection.HEADER_EXTENSIONS
-    rtcpeerconnection.CODECS = {**codecs, "audio": list(reference._codecs)}
-    rtcpeerconnection.HEADER_EXTENSIONS = {**extensions, "audio": list(reference._headerExtensions)}
+    module = vars(rtcpeerconnection)
+    codecs, extensions = module["CODECS"], module["HEADER_EXTENSIONS"]
+    module["CODECS"] = {**codecs, "audio": list(reference._codecs)}
+    module["HEADER_EXTENSIONS"] = {**extensions, "audio": list(reference._headerExtensions)}
     try:
         return await pc.createOffer()
     finally:
-        rtcpeerconnection.CODECS, rtcpeerconnection.HEADER_EXTENSIONS = codecs, extensions
+        module["CODECS"], module["HEADER_EXTENSIONS"] = codecs, extensions
 
 
 def shared_protocols(dtls: RTCDtlsTransport) -> list[SharedSocketStunProtocol]:

@@ -145,7 +145,9 @@ class PeerMedia:
         async with self._sdp_lock:
             if self._closed:
                 return
-            if self.pc.signalingState == "have-local-offer":
+            # Transceivers added but not offered yet count as a collision too: aiortc cannot answer past them.
+            pending = self._inbound is not None and any(t.mid is None for t in self.pc.getTransceivers())
+            if self.pc.signalingState == "have-local-offer" or pending:
                 # Collision: we are impolite. The browser rolls back and answers our offer; whatever it
                 # wanted to change it will offer again once stable.
                 logger.debug("peer %s: dropped a colliding offer", self.peer_id)
