@@ -214,6 +214,8 @@ class Client:
         self._transceiver = pc.addTransceiver(IdleAudioTrack(), direction="sendrecv")
         self._ssrc = self._transceiver.sender._ssrc
         await pc.setLocalDescription(await pc.createOffer())
+        if self.options.relay_only and " typ relay" not in pc.localDescription.sdp:
+            raise JoinError("TURN allocation failed: check the TURN URL and credentials")
         if self.options.network is not None:
             filter_ice_datagrams(pc, self.options.network)
         tap_rtp(self._transceiver.receiver.transport, self._on_rtp)

@@ -160,6 +160,9 @@ class RoomManager:
             send=lambda message: peer.send(message),
             connected=lambda candidate_type: self._on_connected(peer, candidate_type),
             failed=lambda reason: self._on_failed(peer, reason),
+            error=lambda exc: self.events.emit(
+                "ERROR", level="error", room=room_id, peer=peer_id, ip=ip, what="media", error=repr(exc)
+            ),
         )
         media = PeerMedia(peer_id, self.mux, self._forwarder, hooks, self._limits)
         self._media_alive.add(media)

@@ -224,9 +224,11 @@ class SignalingSession:
             await handler(self, peer, message)
         except SignalingError as exc:
             self._reject(peer, kind, str(exc))
-        except Exception:
+        except Exception as exc:
             # A bug, not bad input: keep the session, say so, and leave a traceback for us to fix it.
             logger.exception("peer %s: %s handler failed", peer.id, kind)
+            self._events.emit("ERROR", level="error", room=peer.room_id, peer=peer.id, ip=peer.ip,
+                              what=f"{kind} handler", error=repr(exc))
             self._reject(peer, "internal", f"server error while handling {kind}")
 
     async def _on_offer(self, peer: Peer, message: dict[str, Any]) -> None:

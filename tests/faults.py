@@ -301,6 +301,10 @@ class Flow:
     received: set[int] = field(default_factory=set)
     arrivals: list[float] = field(default_factory=list)  # time.monotonic()
 
+    def max_gap(self) -> float:
+        """The longest silence between two arrivals, in seconds."""
+        return max((b - a for a, b in zip(self.arrivals, self.arrivals[1:], strict=False)), default=0.0)
+
 
 class TalkingCall:
     """Headless clients in one room, each sending ``PACKETS_PER_SECOND`` numbered packets to the others.
@@ -311,6 +315,7 @@ class TalkingCall:
     def __init__(self, members: Sequence[Client]) -> None:
         self.members = list(members)
         self.sent = [0] * len(members)
+        self.sent_at: list[list[float]] = [[] for _ in members]  # wall clock, to line losses up with server logs
         self.flows: dict[tuple[int, int], Flow] = {
             (s, r): Flow() for s in range(len(members)) for r in range(len(members)) if s != r
         }
@@ -366,6 +371,7 @@ class TalkingCall:
             except RuntimeError:
                 continue  # media not connected (a member that is rejoining): nothing was sent
             self.sent[index] += 1
+            self.sent_at[index].append(time.time())
 
     async def stop(self, settle: float = 1.0) -> None:
         for task in self._tasks:
@@ -380,18 +386,33 @@ class TalkingCall:
     def delivered(self, speaker: int, listener: int) -> int:
         return len(self.flows[speaker, listener].received)
 
+    def _losses(self, speaker: int, flow: Flow, limit: int = 20) -> list[str]:
+        """Runs of lost packets as "HH:MM:SS.mmm xN" (when the first was sent, how many), for failure messages."""
+        runs: list[str] = []
+        sequence = 0
+        while sequence < self.sent[speaker] and len(runs) < limit:
+            if sequence in flow.received:
+                sequence += 1
+                continue
+            start = sequence
+            while sequence < self.sent[speaker] and sequence not in flow.received:
+                sequence += 1
+            when = self.sent_at[speaker][start]
+            runs.append(time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d} x{sequence - start}")
+        return runs
+
     def report(self) -> dict[str, Any]:
         """Totals and the longest gap between arrivals on any flow (``stop()`` first)."""
         expected = sum(self.sent[s] for (s, _r) in self.flows)
         received = sum(len(f.received) for f in self.flows.values())
-        gaps = [b - a for f in self.flows.values() for a, b in zip(f.arrivals, f.arrivals[1:], strict=False)]
         return {
             "sent": list(self.sent),
             "expected": expected,
             "received": received,
             "delivery": received / expected if expected else 0.0,
-            "max_gap": max(gaps, default=0.0),
+            "max_gap": max((f.max_gap() for f in self.flows.values()), default=0.0),
             "flows": {f"{s}->{r}": [self.sent[s], len(f.received)] for (s, r), f in self.flows.items()},
+            "losses": {f"{s}->{r}": self._losses(s, f) for (s, r), f in self.flows.items() if len(f.received) < self.sent[s]},
             "ids": [m.self_id for m in self.members],
             "other_packets": self.other_packets,
         }
@@ -514,16 +535,16 @@ async def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> f
 
 
 @contextlib.contextmanager
-def child_joiner(server: ServerProcess, room: str, name: str, play: Path, seconds: float = 120) -> Iterator[
-    subprocess.Popen[str]
+def child_joiner(server: ServerProcess, room: str, name: str, play: Path, log: Path) -> Iterator[
+    subprocess.Popen[bytes]
 ]:
     """``ghosttalk join <room link> --play <wav>`` in a child process, killed at the end whatever happened."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ghosttalk", "join", f"{server.url}/r/{room}", "--name", name, "--play", str(play),
-         "--seconds", str(seconds)],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True,
-    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ghosttalk", "join", f"{server.url}/r/{room}", "--name", name, "--play", str(play),
+             "--seconds", "120"],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=out, stderr=subprocess.STDOUT,
+        )
     try:
         yield proc
     finally:

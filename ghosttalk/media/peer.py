@@ -62,6 +62,8 @@ class MediaHooks:
     send: Callable[[dict[str, Any]], None]
     connected: Callable[[str], None]
     failed: Callable[[str], None]
+    # A bug in our media code (the peer is then removed through ``failed``).
+    error: Callable[[BaseException], None]
 
 
 def parse_description(sdp: object, kind: str) -> str:
@@ -120,8 +122,10 @@ class PeerMedia:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("peer %s: media task failed", self.peer_id, exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            logger.error("peer %s: media task failed", self.peer_id, exc_info=exc)
+            self._hooks.error(exc)
             self._hooks.failed("internal media error")
 
     # Speakers (called by the room).

@@ -17,6 +17,7 @@ export class PeerLink extends EventTarget {
     this.pc.addEventListener('icecandidate', (event) => this.onLocalCandidate(event.candidate));
     this.pc.addEventListener('track', (event) => this.onTrack(event));
     this.pc.addEventListener('datachannel', (event) => this.onDataChannel(event.channel));
+    this.pc.addEventListener('icecandidateerror', (event) => this.onCandidateError(event));
     for (const name of ['iceconnectionstatechange', 'connectionstatechange', 'signalingstatechange']) {
       this.pc.addEventListener(name, () => this.emit('state'));
     }
@@ -75,6 +76,14 @@ export class PeerLink extends EventTarget {
     if (!candidate || !candidate.candidate) return;
     const { sdpMid, sdpMLineIndex } = candidate;
     this.send({ type: 'candidate', candidate: { candidate: candidate.candidate, sdpMid, sdpMLineIndex } });
+  }
+
+  // A TURN server that answers 401 refused the credentials the server handed out: a configuration
+  // problem the person cannot fix, but can report in words that point the operator at it.
+  onCandidateError(event) {
+    if (event.errorCode === 401 && /^turns?:/.test(event.url || '')) {
+      this.emit('turnrefused', { url: event.url, code: event.errorCode, text: event.errorText });
+    }
   }
 
   onTrack(event) {

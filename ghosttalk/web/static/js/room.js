@@ -125,6 +125,10 @@ export class RoomPage {
     });
     session.addEventListener('fatal', (event) => this.onFatal(event.detail));
     session.addEventListener('problem', (event) => this.diagnostics.update({ lastError: event.detail.message }));
+    session.addEventListener('turnrefused', (event) => {
+      this.banner.show('turn_refused', { code: event.detail.code }, 'warn');
+      this.diagnostics.update({ lastError: `${event.detail.url}: ${event.detail.code} ${event.detail.text}` });
+    });
     session.addEventListener('transport', () => this.onTransport());
     session.addEventListener('link', (event) => this.onLink(event.detail.link));
     session.addEventListener('audio', () => this.syncVoices());

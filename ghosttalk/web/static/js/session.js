@@ -134,6 +134,7 @@ export class RoomSession extends EventTarget {
       this.emit('audio');
     });
     link.addEventListener('problem', (event) => this.emit('problem', { message: String(event.detail.error) }));
+    link.addEventListener('turnrefused', (event) => this.emit('turnrefused', event.detail));
     link.addEventListener('failed', (event) => {
       if (link !== this.link) return;
       this.drop('negotiation_failed', String(event.detail.error));
