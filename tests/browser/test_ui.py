@@ -179,7 +179,11 @@ def test_copy_invite_link(shared_server: ServerProcess, browsers: dict[str, Brow
     person = join(browsers["Ann"], shared_server.url, "copy-room", "Ann")
     page = person.page
     page.click("#btn-copy")
-    assert page.inner_text("#btn-copy") == STRINGS["en"]["copied"]
+    # The clipboard write is asynchronous and the label reverts after 2 s: poll on every frame in between.
+    page.wait_for_function(
+        "expected => document.querySelector('#btn-copy').innerText.trim() === expected",
+        arg=STRINGS["en"]["copied"], timeout=5000,
+    )
     assert page.is_visible("#status")
     assert page.evaluate("navigator.clipboard.readText()") == f"{shared_server.url}/r/copy-room"
     page.click("#btn-signal")
