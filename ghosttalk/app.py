@@ -14,11 +14,19 @@ from ghosttalk.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, METRICS, ROOMS, S
 from ghosttalk.bans import BanList
 from ghosttalk.config import Config
 from ghosttalk.eventlog import EventLog
+from ghosttalk.limits import KeyedRateLimiter
 from ghosttalk.metrics import Metrics, setup_metrics
 from ghosttalk.pages import setup_pages
 from ghosttalk.rooms import RoomManager
 from ghosttalk.security import security_headers
-from ghosttalk.signaling import CONNECTIONS, JOIN_RATE, ConnectionCounter, join_rate_limiter, websocket_handler
+from ghosttalk.signaling import (
+    CONNECTIONS,
+    JOIN_RATE,
+    REFUSAL_LOG,
+    ConnectionCounter,
+    join_rate_limiter,
+    websocket_handler,
+)
 from ghosttalk.version import commit, version
 
 
@@ -60,6 +68,7 @@ def create_app(config: Config) -> web.Application:
     app[ROOMS] = rooms
     app[CONNECTIONS] = ConnectionCounter()
     app[JOIN_RATE] = join_rate_limiter(config)
+    app[REFUSAL_LOG] = KeyedRateLimiter(rate=1 / 60, burst=1)
     app[SHUTTING_DOWN] = asyncio.Event()
     app[STARTED_AT] = time.time()
     app[ADMIN_KEY] = config.admin_key or secrets.token_urlsafe(24)

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--late-joiner", action="store_true",
                         help="after the measured window, time a newcomer to room 0 until it hears every speaker")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="do not put the local server on CPU 0 and the clients on the other CPUs")
+                        help="do not keep the local server on CPU 0")
     parser.add_argument("--join-concurrency", type=_positive_int, default=4, help="joins at once per worker")
     return parser  # fmt: skip
 

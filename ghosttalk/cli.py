@@ -131,6 +131,10 @@ def build_serve_parser(prog: str = "ghosttalk") -> argparse.ArgumentParser:
     _flag(parser, "connect-timeout", type=_positive(float),
           default=float(_env("CONNECT_TIMEOUT", str(defaults.connect_timeout)) or 0),
           help="seconds a peer's media may take to connect before it is removed (CONNECT_TIMEOUT)")
+    _flag(parser, "heartbeat-timeout", type=_positive(float),
+          default=float(_env("HEARTBEAT_TIMEOUT", str(defaults.heartbeat_timeout)) or 0),
+          help="seconds without a heartbeat answer after which a peer is removed; pings go every "
+          f"{defaults.heartbeat_interval:g} s (HEARTBEAT_TIMEOUT)")
     _flag(parser, "room-grace", type=float, default=float(_env("ROOM_GRACE", "0") or 0),
           help="seconds an empty room is kept before it is destroyed (ROOM_GRACE)")
     parser.add_argument("--version", action="version", version=f"ghosttalk {version()} ({commit()})")
@@ -169,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         offers_per_minute=args.offers_per_minute,
         offer_timeout=args.offer_timeout,
         connect_timeout=args.connect_timeout,
+        heartbeat_timeout=args.heartbeat_timeout,
     )
 
 

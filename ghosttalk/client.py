@@ -341,7 +341,8 @@ class Client:
             delay = start + index * FRAME_SECONDS - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self.send_rtp(payload)
+            if self._write is not None:  # frames that fall into a rejoin are lost, as on a phone
+                self.send_rtp(payload)
 
     def pcm(self, speaker_id: str) -> Pcm:
         """Decoded audio received from ``speaker_id`` (needs ``decode=True``)."""

@@ -57,9 +57,11 @@ class Config:
     offer_timeout: float = 15.0
     # A room that empties is kept this long so that a reload does not destroy and recreate it.
     room_grace_seconds: float = 0.0
-    # Liveness: DataChannel ping interval and the silence after which a peer is removed.
+    # Liveness: DataChannel ping interval, and the silence after which a peer is removed. 8 s notices a
+    # network that went away (a 10 s outage is noticed, the room is told, the page rejoins) while riding
+    # out the few seconds a phone takes to hand over between Wi-Fi and mobile data.
     heartbeat_interval: float = 5.0
-    heartbeat_timeout: float = 15.0
+    heartbeat_timeout: float = 8.0
     # A peer whose media never connects is removed after this long.
     connect_timeout: float = 30.0
     ws_ping_interval: float = 30.0

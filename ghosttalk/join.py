@@ -111,13 +111,16 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         await client.close()
+    failures = [r for r in results if isinstance(r, Exception)]
+    for failure in failures:
+        print(f"ghosttalk join: playing failed: {failure!r}", file=sys.stderr)
     if args.record:
         mixed = recorder.mix()
         write_wav(args.record, mixed)
         print(f"recorded {len(mixed) / SAMPLE_RATE:.1f} s to {args.record}", file=sys.stderr)
-    return 0
+    return 1 if failures else 0
 
 
 def main(argv: Sequence[str]) -> int:

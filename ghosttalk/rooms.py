@@ -99,6 +99,7 @@ class RoomManager:
         self._tasks: set[asyncio.Task[None]] = set()
         # Every connection ever made that is still referenced anywhere: leak checks read it.
         self._media_alive: weakref.WeakSet[PeerMedia] = weakref.WeakSet()
+        self._closing = False
 
     # Lifecycle.
 
@@ -116,6 +117,7 @@ class RoomManager:
 
     async def close(self, reason: str = "server shutting down") -> None:
         """Tell everyone, close every connection, and release the socket."""
+        self._closing = True
         for peer in list(self.peers.values()):
             peer.send({"type": "error", "message": reason})
             peer.disconnect(reason, CloseCode.GOING_AWAY)
@@ -189,7 +191,8 @@ class RoomManager:
             room.peers.pop(peer.id, None)
             for other in room.peers.values():
                 other.media.remove_speaker(peer.id)
-            room.broadcast({"type": "peer_leave", "peer_id": peer.id})
+            if not self._closing:  # at shutdown everyone has been told already
+                room.broadcast({"type": "peer_leave", "peer_id": peer.id})
         self.metrics.leaves.inc()
         self.events.emit("USER_LEAVE", room=peer.room_id, peer=peer.id, ip=peer.ip, reason=reason)
         if room is not None and not room.peers:

@@ -77,6 +77,8 @@ class ConnectionCounter:
 
 CONNECTIONS = web.AppKey("connections", ConnectionCounter)
 JOIN_RATE = web.AppKey("join_rate", KeyedRateLimiter)
+# One LIMIT_EXCEEDED event per address and limit per minute for refusals before the upgrade.
+REFUSAL_LOG = web.AppKey("refusal_log", KeyedRateLimiter)
 
 
 def join_rate_limiter(config: Config) -> KeyedRateLimiter:
@@ -101,11 +103,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return web.Response(status=503, text="server shutting down\n")
     connections = app[CONNECTIONS]
     if connections.count(ip) >= config.max_conns_per_ip:
-        app[METRICS].signaling_errors.labels(kind="limit_connections").inc()
-        return web.Response(status=429, text="too many connections from your address\n")
+        return _refuse_over_limit(app, ip, "connections", "too many connections from your address")
     if not app[JOIN_RATE].take(ip):
-        app[METRICS].signaling_errors.labels(kind="limit_join_rate").inc()
-        return web.Response(status=429, text="too many joins from your address; wait a moment\n")
+        return _refuse_over_limit(app, ip, "join_rate", "too many joins from your address; wait a moment")
 
     with connections.hold(ip):
         ws = web.WebSocketResponse(
@@ -117,6 +117,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
         await session.run(room_id, name, ip)
     return ws
+
+
+def _refuse_over_limit(app: web.Application, ip: str, limit: str, text: str) -> web.Response:
+    """429, counted every time, logged once a minute per address and limit (a flood must not flood the log)."""
+    app[METRICS].signaling_errors.labels(kind=f"limit_{limit}").inc()
+    if app[REFUSAL_LOG].take(f"{limit}:{ip}"):
+        app[EVENTS].emit("LIMIT_EXCEEDED", level="warning", ip=ip, limit=limit)
+    return web.Response(status=429, text=f"{text}\n")
 
 
 class SignalingSession:

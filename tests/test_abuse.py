@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +19,7 @@ from tests.faults import (
     CallProcess,
     HandshakeRefused,
     RawWebSocket,
+    assert_delivered,
     dead_offer,
     events,
     tracebacks,
@@ -34,14 +35,20 @@ def proxied(address: str) -> dict[str, str]:
     return {"X-Forwarded-For": address}
 
 
-def assert_call_unaffected(report: dict[str, dict[str, object]]) -> None:
-    for room, result in report.items():
-        assert result["delivery"] >= 0.999, f"{room}: {result}"  # type: ignore[operator]
+@pytest.fixture
+def roomy_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """Default limits except the room size, so that the per-address limit is what stops the abuser below."""
+    proc = ServerProcess(tmp_path / "data", ["--max-room-peers", "20"]).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
-async def test_one_address_opening_100_sockets_gets_429_and_the_call_goes_on(server: ServerProcess) -> None:
-    """Default limits: 10 sockets per address. The abuser aims at the call's own room."""
-    with CallProcess(server.url, ["abused"]) as call:
+async def test_one_address_opening_100_sockets_gets_429_and_the_call_goes_on(roomy_server: ServerProcess) -> None:
+    """10 sockets per address (the default). The abuser aims at the call's own room."""
+    server = roomy_server
+    with CallProcess(server, ["abused"]) as call:
         outcomes = await asyncio.gather(
             *(RawWebSocket.join(server, "abused", f"bot{i}", headers=ABUSER) for i in range(100)),
             return_exceptions=True,
@@ -51,11 +58,8 @@ async def test_one_address_opening_100_sockets_gets_429_and_the_call_goes_on(ser
         assert len(opened) == 10, outcomes
         assert len(refused) == 90 and {r.status for r in refused} == {429}
         assert all("too many connections" in r.body for r in refused)
-        # Of the ten, those beyond the room's capacity (10, three taken by the call) are told "Room full".
         for ws in opened:
-            await ws.wait_for(lambda w=ws: bool(w.messages) or w.closed, 10)
-        first = Counter(ws.messages[0]["type"] if ws.messages else "none" for ws in opened)
-        assert first == {"room_state": 7, "error": 3}, first
+            await ws.wait_message("room_state")
         await asyncio.sleep(2.0)
         for ws in opened:
             await ws.close()
@@ -65,14 +69,15 @@ async def test_one_address_opening_100_sockets_gets_429_and_the_call_goes_on(ser
         await again.wait_message("room_state")
         await again.close()
         report = await asyncio.to_thread(call.finish)
-    assert_call_unaffected(report)
+    for result in report.values():
+        assert_delivered(result)
     assert not tracebacks(server.console())
 
 
 async def test_a_flood_of_10000_messages_per_second_closes_that_session_within_a_second(
     server: ServerProcess,
 ) -> None:
-    with CallProcess(server.url, ["flooded"]) as call:
+    with CallProcess(server, ["flooded"]) as call:
         flooder = await RawWebSocket.join(server, "flooded", "flood", headers=ABUSER)
         await flooder.wait_message("room_state")
         frame = '{"type": "heartbeat", "ts": 1}'
@@ -96,7 +101,9 @@ async def test_a_flood_of_10000_messages_per_second_closes_that_session_within_a
     assert flooder.close_code == 1008, flooder.close_code
     assert flooder.close_reason == "limit exceeded: message_rate"
     assert flooder.of_type("error")[-1]["message"] == "too many messages; slow down"
-    assert_call_unaffected(report)
+    for result in report.values():
+        assert_delivered(result)
+    print(f"\nflood: closed {took * 1000:.0f} ms after the flood began, {sent} messages sent by then")
     limit_events = [e for e in events(server, "LIMIT_EXCEEDED") if e.get("ip") == "198.51.100.7"]
     assert len(limit_events) == 1 and limit_events[0]["details"]["limit"] == "message_rate", limit_events
     assert not tracebacks(server.console())
@@ -149,10 +156,11 @@ async def test_room_and_server_capacity(tight_server: ServerProcess) -> None:
     async def join(room: str, address: str) -> RawWebSocket:
         ws = await RawWebSocket.join(tight_server, room, "c", headers=proxied(address))
         sockets.append(ws)
-        await ws.wait_for(lambda: bool(ws.messages) or ws.closed, 10)
+        await ws.wait_count(1, 10)
         return ws
 
-    def refusal(ws: RawWebSocket) -> tuple[str, int | None, str]:
+    async def refusal(ws: RawWebSocket) -> tuple[str, int | None, str]:
+        await ws.wait_closed(5)
         return ws.messages[0].get("message", ""), ws.close_code, ws.close_reason
 
     try:
@@ -160,32 +168,32 @@ async def test_room_and_server_capacity(tight_server: ServerProcess) -> None:
         for index, room in enumerate(["cap1", "cap1", "cap2", "cap3"]):
             assert (await join(room, f"192.0.2.{index}")).messages[0]["type"] == "room_state"
         third_in_room = await join("cap1", "192.0.2.10")
-        assert refusal(third_in_room) == ("Room full", 1013, "Room full")
+        assert await refusal(third_in_room) == ("Room full", 1013, "Room full")
         fourth_room = await join("cap4", "192.0.2.11")
-        assert refusal(fourth_room) == ("Server full", 1013, "Server full")
+        assert await refusal(fourth_room) == ("Server full", 1013, "Server full")
         assert (await join("cap2", "192.0.2.12")).messages[0]["type"] == "room_state"  # the fifth person
         sixth = await join("cap3", "192.0.2.13")
-        assert refusal(sixth) == ("Server full", 1013, "Server full")
+        assert await refusal(sixth) == ("Server full", 1013, "Server full")
     finally:
         await close_all(tight_server, sockets)
 
 
 async def test_timeouts_for_no_offer_and_no_media(tight_server: ServerProcess) -> None:
+    start = time.monotonic()
     silent = await RawWebSocket.join(tight_server, "quiet", "s", headers=proxied("192.0.2.50"))
     unreachable = await RawWebSocket.join(tight_server, "quiet", "u", headers=proxied("192.0.2.51"))
     try:
-        start = time.monotonic()
         # An offer whose client is gone: the server answers, then ICE can never connect.
         unreachable.send_json({"type": "offer", "sdp": await dead_offer()})
         await unreachable.wait_message("answer")
         await silent.wait_closed(10)
         assert silent.of_type("error")[-1]["message"] == "no offer within 2 s"
-        assert (silent.close_code, silent.close_reason) == (1008, "no offer within 2 s")
-        assert silent.closed_at is not None and 2.0 <= silent.closed_at - start <= 6.0
-        await unreachable.wait_closed(12)
+        assert (silent.close_code, silent.close_reason) == (4002, "no offer within 2 s")
+        assert silent.closed_at is not None and 2.0 <= silent.closed_at - start <= 8.0
+        await unreachable.wait_closed(15)
         assert unreachable.of_type("error")[-1]["message"] == "media did not connect within 4 s"
-        assert unreachable.close_code == 1008
-        assert unreachable.closed_at is not None and 4.0 <= unreachable.closed_at - start <= 9.0
+        assert unreachable.close_code == 4002
+        assert unreachable.closed_at is not None and 4.0 <= unreachable.closed_at - start <= 12.0
     finally:
         await close_all(tight_server, [silent, unreachable])
 

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from tests.conftest import RELAXED_LIMITS
 from tests.faults import TalkingCall, child_joiner, events, metric, tracebacks, wait_until
 from tests.serverproc import ServerProcess
 
-# The server pings every 5 s and removes a peer silent for 15 s; its watchdog looks once a second.
+# The server pings every 5 s and removes a peer silent for 8 s; its watchdog looks once a second.
 DETECTION_LIMIT = 20.0
 
 
@@ -33,6 +34,18 @@ def faults_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         assert not tracebacks(proc.console()), "\n\n".join(tracebacks(proc.console()))
     finally:
         proc.stop()
+
+
+def hears(listener: Client, ids: set[str]) -> bool:
+    return ids <= listener.speakers()
+
+
+def lists_none_of(listener: Client, ids: set[str]) -> bool:
+    return not ids & set(listener.peers)
+
+
+def streams_none_of(listener: Client, ids: set[str]) -> bool:
+    return not ids & listener.negotiated_speakers()
 
 
 def leave_reasons(server: ServerProcess, peer_id: str) -> list[str]:
@@ -83,10 +96,10 @@ async def test_ten_percent_loss_and_jitter_keep_audio_flowing(faults_server: Ser
 
 
 async def test_blackouts_short_and_long(faults_server: ServerProcess) -> None:
-    """Two people lose their network at the same moment. One gets it back after 10 s: they are back in the
-    room and heard within seconds (on the same connection if the heartbeat held, else by rejoining). The
-    other stays dark until the server notices (heartbeat, within 20 s): the room is told, and once the
-    network returns the client rejoins by itself and is heard again."""
+    """Two people lose their network at the same moment. One gets it back after 10 s: the heartbeat (8 s)
+    noticed within the blackout, the room was told, and the client is back in the room by rejoining and
+    heard within seconds. The other stays dark longer: also detected and told, and once its network returns
+    the client rejoins by itself and is heard again."""
     short, long_ = LinkConditions(), LinkConditions()
     options = [
         ClientOptions(keep_packets=False, network=short, rejoin=True),
@@ -116,12 +129,14 @@ async def test_blackouts_short_and_long(faults_server: ServerProcess) -> None:
         await wait_until(short_is_back, 15.0)
         short_back = time.monotonic() - returned
         short_rejoined = call.members[0].self_id != short_id
+        assert short_rejoined, "a 10 s blackout is longer than the heartbeat: the server must have noticed"
+        assert any(m.get("type") == "peer_leave" and m.get("peer_id") == short_id for m in steady.messages)
 
         # The long blackout is detected by the heartbeat; the others are told.
         await wait_until(lambda: long_id not in steady.peers, DETECTION_LIMIT - (time.monotonic() - start))
         detected = time.monotonic() - start
         assert any(m.get("type") == "peer_leave" and m.get("peer_id") == long_id for m in steady.messages)
-        assert leave_reasons(faults_server, long_id or "") == ["no heartbeat for 15 s"]
+        assert leave_reasons(faults_server, long_id or "") == ["no heartbeat for 8 s"]
 
         long_.blackout = False
         returned = time.monotonic()
@@ -157,21 +172,21 @@ async def test_killed_and_frozen_clients_leave_everyones_list(faults_server: Ser
             await listeners[0].wait_for(lambda: len(ids()) == 2, 60)
             dead = ids()
             for listener in listeners:
-                await listener.wait_for(lambda lst=listener: set(dead.values()) <= lst.speakers(), 30)
+                await listener.wait_for(partial(hears, listener, set(dead.values())), 30)
             start = time.monotonic()
             killed.send_signal(signal.SIGKILL)
             frozen.send_signal(signal.SIGSTOP)
             gone: dict[str, float] = {}
             for name in ("killed", "frozen"):
                 for listener in listeners:
-                    await listener.wait_for(lambda lst=listener, n=name: dead[n] not in lst.peers,
+                    await listener.wait_for(partial(lists_none_of, listener, {dead[name]}),
                                             DETECTION_LIMIT - (time.monotonic() - start))
                 gone[name] = time.monotonic() - start
-            assert leave_reasons(faults_server, dead["frozen"]) == ["no heartbeat for 15 s"]
+            assert leave_reasons(faults_server, dead["frozen"]) == ["no heartbeat for 8 s"]
             assert leave_reasons(faults_server, dead["killed"]) == ["left"]
             # Their streams are gone from the listeners' connections and nothing more arrives.
             for listener in listeners:
-                await listener.wait_for(lambda lst=listener: not set(dead.values()) & lst.negotiated_speakers(), 10)
+                await listener.wait_for(partial(streams_none_of, listener, set(dead.values())), 10)
             counts = [len(lst.received[i]) for lst in listeners for i in dead.values()]
             await asyncio.sleep(1.0)
             assert counts == [len(lst.received[i]) for lst in listeners for i in dead.values()]

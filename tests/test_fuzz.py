@@ -24,8 +24,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -42,6 +40,7 @@ from tests.faults import (
     CallProcess,
     HandshakeRefused,
     RawWebSocket,
+    assert_delivered,
     dead_offer,
     tracebacks,
     wait_until,
@@ -276,7 +275,8 @@ def scene_strategy(sdps: list[str]) -> st.SearchStrategy[Scene]:
     def socket_plan(draw: st.DrawFn) -> SocketPlan:
         room = draw(st.sampled_from([CALL_ROOM, CALL_ROOM, "fz-a", "fz-b"]) | st.from_regex(r"fz-[a-z0-9_-]{1,8}",
                                                                                             fullmatch=True))
-        name = draw(st.sampled_from(["fuzzer", "f" * 12, "名前", " padded "]) | st.text(max_size=14))
+        good_name = st.sampled_from(["fuzzer", "f" * 12, "名前", " padded "])
+        name = draw(st.one_of(good_name, good_name, good_name, st.text(max_size=14)))
         sent: list[Frame] = []
         for frame in draw(st.lists(frames, min_size=1, max_size=40)):
             if frame.opcode == OP_TEXT and frame.fin and frame.fatal is None and draw(st.integers(0, 9)) == 0:
@@ -383,7 +383,7 @@ async def run_scene(server: ServerProcess, scene: Scene, tally: Tally) -> None:
 
 def alive(server: ServerProcess) -> bool:
     with urllib.request.urlopen(f"{server.url}/healthz", timeout=10) as response:
-        return response.status == 200
+        return bool(response.status == 200)
 
 
 async def fresh_client_talks(server: ServerProcess, call_ids: list[str]) -> str:
@@ -422,14 +422,15 @@ def run_fuzz(server: ServerProcess, target: int) -> Tally:
                 raise AssertionError(f"{exc}\n\nserver tracebacks:\n" + "\n\n".join(found)) from None
 
         started = time.monotonic()
-        with CallProcess(server.url, [CALL_ROOM, QUIET_ROOM]) as call:
+        with CallProcess(server, [CALL_ROOM, QUIET_ROOM]) as call:
             while tally.frames < target:
                 fuzz_round()
             fuzz_seconds = time.monotonic() - started
             assert alive(server)
             fresh_id = loop.run_until_complete(fresh_client_talks(server, call.ready[CALL_ROOM]))
             report = call.finish()
-        assert all(r["delivery"] >= 0.999 for r in report.values()), json.dumps(report, indent=1)
+        for result in report.values():
+            assert_delivered(result)
         for heard in report[CALL_ROOM]["other_packets"]:
             assert heard.get(fresh_id, 0) >= 40, f"a call member did not hear the newcomer: {heard}"
         assert not tracebacks(server.console()), "\n\n".join(tracebacks(server.console()))
@@ -458,3 +459,22 @@ def test_signaling_fuzz(fuzz_server: ServerProcess) -> None:
 def test_signaling_fuzz_full(fuzz_server: ServerProcess) -> None:
     tally = run_fuzz(fuzz_server, FULL_MESSAGES)
     assert tally.frames >= FULL_MESSAGES
+
+
+async def test_fuzz_find_an_offer_repeated_before_our_offer_is_a_collision(fuzz_server: ServerProcess) -> None:
+    """Found by the fuzzer: a second offer arriving while the server had added a forwarding track but not
+    offered it yet made aiortc raise inside setLocalDescription. It is now dropped as a collision and the
+    server's own offer follows."""
+    member = await Client(fuzz_server.url, "regression-offer", "member").connect(timeout=30)
+    ws = await RawWebSocket.join(fuzz_server, "regression-offer", "twice")
+    try:
+        await ws.wait_message("room_state")
+        offer = await dead_offer()
+        ws.send_json({"type": "offer", "sdp": offer})
+        ws.send_json({"type": "offer", "sdp": offer})
+        await ws.wait_message("offer")
+        assert [m["type"] for m in ws.messages] == ["room_state", "answer", "offer"], ws.messages
+        assert not tracebacks(fuzz_server.console())
+    finally:
+        ws.abort()
+        await member.close()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ghosttalk.benchmark.report import RunReport
+
+
+# The capacity point is the largest load whose p99 stays under this (and delivery at 99.9 %).
+CAPACITY_P99_MS = 10.0
 
 
 class PlotUnavailable(Exception):
@@ -24,14 +29,20 @@ def plot_sweep(points: list[RunReport], path: Path) -> None:
     points = sorted(points, key=lambda p: p.streams)
     streams = [p.streams for p in points]
     figure, cpu_axis = plt.subplots(figsize=(8, 4.5), dpi=110)
-    cpu_axis.plot(streams, [p.server_cpu_us_per_packet for p in points], "o-", color="tab:blue")
+    cpu = [math.nan if p.server_cpu_us_per_packet is None else p.server_cpu_us_per_packet for p in points]
+    p99 = [math.nan if p.latency_p99_ms is None else p.latency_p99_ms for p in points]
+    cpu_axis.plot(streams, cpu, "o-", color="tab:blue")
     cpu_axis.set_xlabel("forwarded streams (speaker -> listener)")
     cpu_axis.set_ylabel("server CPU per forwarded packet (us)", color="tab:blue")
     cpu_axis.set_ylim(bottom=0)
     latency_axis = cpu_axis.twinx()
-    latency_axis.plot(streams, [p.latency_p99_ms for p in points], "s--", color="tab:red")
-    latency_axis.set_ylabel("forwarding latency p99 (ms)", color="tab:red")
-    latency_axis.set_ylim(bottom=0)
+    latency_axis.plot(streams, p99, "s--", color="tab:red")
+    # Log scale: sub-millisecond latency and a saturated box's hundreds of milliseconds on one chart.
+    latency_axis.set_yscale("log")
+    latency_axis.axhline(CAPACITY_P99_MS, color="tab:red", linewidth=0.8, alpha=0.5)
+    latency_axis.annotate(f"p99 {CAPACITY_P99_MS:g} ms: capacity limit", (streams[0], CAPACITY_P99_MS * 1.1),
+                          color="tab:red", fontsize=8)  # fmt: skip
+    latency_axis.set_ylabel("forwarding latency p99 (ms, log scale)", color="tab:red")
     first = points[0]
     runs = f", median of {first.runs} runs" if first.runs > 1 else ""
     cpu_axis.set_title(

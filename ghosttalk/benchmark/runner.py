@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import secrets
@@ -118,12 +119,12 @@ def run(params: BenchParams, progress: Progress) -> RunReport:
 
 
 def pin_server(pid: int) -> None:
-    """Server on CPU 0, this process and the workers it spawns on the others: the server's figures then
-    do not move with how the scheduler happens to mix it with the clients."""
+    """Keep the server on CPU 0 so that its figures do not move with where the scheduler happens to put it
+    from one moment to the next. The clients stay free to use every CPU: squeezed onto the others, they
+    queue behind each other and the latency they measure is theirs, not the server's."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) >= 2:
         os.sched_setaffinity(pid, {cpus[0]})
-        os.sched_setaffinity(0, set(cpus[1:]))
 
 
 async def _observe(session: aiohttp.ClientSession, url: str, pid: int | None) -> ServerSample:
@@ -188,14 +189,11 @@ class _Workers:
 
     async def close(self) -> None:
         """Tell every worker to stop (a no-op after a normal run), wait for them, then reap the pumps."""
-        try:
+        with contextlib.suppress(OSError):  # a worker that has gone away has nothing to be told
             self.broadcast(("stop",))
-        except OSError:
-            pass  # a worker that has gone away has nothing to be told
         deadline = time.monotonic() + 20
         for process, _ in self.links:
-            while process.is_alive() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(process.join, max(deadline - time.monotonic(), 0))
             if process.is_alive():
                 process.terminate()
             process.join(1)

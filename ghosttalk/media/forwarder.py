@@ -1,9 +1,10 @@
 """The forwarding path: one ingress parse per packet, fanned out to every receiver, never decoded.
 
 Per ingress packet: SRTP unprotect, one header parse, then for each outbound stream a fresh 12-byte header
-(the receiver's SSRC, payload type, sequence number and timestamp) in front of the unchanged payload bytes.
-Packets wait in a bounded per-receiver queue (oldest dropped first) until the end of the event-loop turn,
-when every queue is protected and written to the shared socket in one pass.
+(the receiver's SSRC, payload type, sequence number and timestamp) in front of the unchanged payload bytes,
+protected with the receiver's key and written to the shared socket there and then: no task switch, no
+second loop turn. Only while the socket's own buffer is backed up do packets wait, in a bounded queue per
+receiver (oldest dropped first) that is flushed once the socket drains. docs/PERFORMANCE.md has the costs.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import pylibsrtp
 from aiortc import RTCRtpSender
-from aiortc.clock import current_ntp_time
 
 from ghosttalk.media.aiortc_adapter import Address, ReceiverStatistics, update_sender_report
 from ghosttalk.media.rtp import RTP_HEADER, RTP_VERSION_BITS, RtpView, parse_rtp
+from ghosttalk.media.srtp import fast_transform
 
 # 64 packets is over a second of one speaker at 50 packets/s, and 7 packets of each of 9 speakers.
 EGRESS_QUEUE_PACKETS = 64
@@ -28,6 +30,21 @@ EGRESS_QUEUE_PACKETS = 64
 # the per-receiver queues absorb (and shed) the excess instead of growing one unbounded shared buffer.
 SOCKET_BACKLOG_BYTES = 256 * 1024
 OPUS_CLOCK_RATE = 48000
+# Seconds from the NTP epoch (1900) to the Unix epoch, for sender reports.
+NTP_UNIX_OFFSET = 2208988800
+# Failures of a packet's own SRTP transform: that packet is dropped, the stream goes on.
+SRTP_ERRORS = (pylibsrtp.Error, ValueError)
+
+
+def ntp_now() -> int:
+    """64-bit NTP time as aiortc's sender reports want it (what ``aiortc.clock.current_ntp_time`` returns,
+    without building a datetime for every packet)."""
+    return int((time.time() + NTP_UNIX_OFFSET) * 4294967296.0)
+
+
+class _BufferedTransport(Protocol):
+    # asyncio's and uvloop's datagram transports both have it; typeshed's DatagramTransport does not say so.
+    def get_write_buffer_size(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -41,10 +58,11 @@ class ForwardingCounters:
 
 
 class Forwarder:
-    """Owns the egress queues that have something to send and flushes them once per loop turn."""
+    """Owns the shared socket's writing side and the receivers whose packets had to wait."""
 
     def __init__(self, transport: asyncio.DatagramTransport) -> None:
         self.transport = transport
+        self.backlog = cast(_BufferedTransport, transport).get_write_buffer_size
         self.counters = ForwardingCounters()
         self._pending: list[EgressSink] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -56,26 +74,15 @@ class Forwarder:
 
     def flush(self) -> None:
         self._flush_handle = None
-        transport = self.transport
-        if transport.get_write_buffer_size() > SOCKET_BACKLOG_BYTES:
+        if self.backlog() > SOCKET_BACKLOG_BYTES:
             self._flush_handle = asyncio.get_running_loop().call_later(0.002, self.flush)
             return
         pending, self._pending = self._pending, []
-        counters = self.counters
-        sendto = transport.sendto
         for sink in pending:
             sink.scheduled = False
-            queue, protect, addr = sink.queue, sink.protect, sink.addr
+            queue, send = sink.queue, sink.send
             while queue:
-                packet = queue.popleft()
-                try:
-                    data = protect(packet)
-                except pylibsrtp.Error:
-                    counters.packets_dropped += 1
-                    continue
-                sendto(data, addr)
-                counters.packets_forwarded += 1
-                counters.bytes_forwarded += len(data)
+                send(queue.popleft())
 
     def cancel(self) -> None:
         if self._flush_handle is not None:
@@ -84,25 +91,43 @@ class Forwarder:
 
 
 class EgressSink:
-    """Everything that leaves towards one receiving peer: its SRTP session, address and queue."""
+    """Everything that leaves towards one receiving peer: its SRTP session, address and waiting queue."""
 
-    __slots__ = ("addr", "forwarder", "protect", "queue", "scheduled")
+    __slots__ = ("addr", "backlog", "counters", "forwarder", "protect", "queue", "scheduled", "sendto")
 
     def __init__(self, forwarder: Forwarder, protect: Callable[[bytes], bytes], addr: Address) -> None:
         self.forwarder = forwarder
-        self.protect = protect
+        self.counters = forwarder.counters
+        self.protect = fast_transform(protect)
         self.addr = addr
+        self.sendto = forwarder.transport.sendto
+        self.backlog = forwarder.backlog
         self.queue: deque[bytes] = deque(maxlen=EGRESS_QUEUE_PACKETS)
         self.scheduled = False
 
     def put(self, packet: bytes) -> None:
-        queue = self.queue
-        if len(queue) == EGRESS_QUEUE_PACKETS:
-            self.forwarder.counters.packets_dropped += 1
-        queue.append(packet)
-        if not self.scheduled:
-            self.scheduled = True
-            self.forwarder.schedule(self)
+        """Send now, unless the socket is backed up or earlier packets of this receiver still wait."""
+        if self.queue or self.backlog() > SOCKET_BACKLOG_BYTES:
+            queue = self.queue
+            if len(queue) == EGRESS_QUEUE_PACKETS:
+                self.counters.packets_dropped += 1
+            queue.append(packet)
+            if not self.scheduled:
+                self.scheduled = True
+                self.forwarder.schedule(self)
+            return
+        self.send(packet)
+
+    def send(self, packet: bytes) -> None:
+        counters = self.counters
+        try:
+            data = self.protect(packet)
+        except SRTP_ERRORS:
+            counters.packets_dropped += 1
+            return
+        self.sendto(data, self.addr)
+        counters.packets_forwarded += 1
+        counters.bytes_forwarded += len(data)
 
     def close(self) -> None:
         self.queue.clear()
@@ -204,7 +229,7 @@ class Speaker:
         self, unprotect: Callable[[bytes], bytes], statistics: ReceiverStatistics, payload_types: frozenset[int]
     ) -> None:
         """Start accepting packets once the speaker's DTLS-SRTP and audio transceiver are ready."""
-        self.unprotect = unprotect
+        self.unprotect = fast_transform(unprotect)
         self.statistics = statistics
         self.payload_types = payload_types
 
@@ -214,7 +239,7 @@ class Speaker:
             return
         try:
             plain = unprotect(data)
-        except pylibsrtp.Error:
+        except SRTP_ERRORS:
             self.counters.packets_dropped += 1
             return
         self.on_rtp(plain)
@@ -231,7 +256,7 @@ class Speaker:
         streams = self.streams
         if streams:
             now = time.monotonic()
-            ntp = current_ntp_time()
+            ntp = ntp_now()
             for stream in streams:
                 stream.forward(packet, now, ntp)
 

@@ -49,7 +49,7 @@ class SignalingError(Exception):
 @dataclass(slots=True)
 class MediaLimits:
     heartbeat_interval: float = 5.0
-    heartbeat_timeout: float = 15.0
+    heartbeat_timeout: float = 8.0
     connect_timeout: float = 30.0
     offer_timeout: float = 15.0
     max_pending_candidates: int = 64

@@ -1,0 +1,82 @@
+"""``ghosttalk bench`` end to end (issue 6 proof 1): the JSON line's shape and delivery, never a timing."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import types
+import typing
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ghosttalk.bench import main
+from ghosttalk.benchmark.plot import plot_sweep
+from ghosttalk.benchmark.report import RunReport, median_report
+from tests.serverproc import ROOT
+
+FIELDS = typing.get_type_hints(RunReport)
+
+
+def check_shape(line: dict[str, object]) -> None:
+    assert set(line) == set(FIELDS), "every field, and nothing else"
+    for name, hint in FIELDS.items():
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        value = line[name]
+        # JSON has one number type: an integral float (e.g. 3.0 s) may come back as an int.
+        ok = any(
+            (kind is type(None) and value is None)
+            or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
+            or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+            for kind in allowed
+        )
+        assert ok, f"{name}={value!r} is not {hint}"
+
+
+def test_smoke_run_prints_one_complete_json_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ghosttalk", "bench", "--rooms", "1", "--per-room", "3", "--speakers", "3",
+         "--seconds", "3", "--warmup", "1", "--late-joiner"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    report = orjson.loads(lines[0])
+    check_shape(report)
+    assert (report["rooms"], report["peers"], report["speakers"], report["streams"]) == (1, 3, 3, 6)
+    assert report["packets_sent"] > 0
+    assert report["packets_expected"] == 2 * report["packets_sent"]
+    assert report["delivery_ratio"] >= 0.99, result.stderr
+    # Measured from the server's side too: its own counter and its own process.
+    assert report["server_packets_forwarded"] > 0
+    assert report["server_cpu_seconds"] is not None and report["server_rss_peak_mb"] > 0
+    assert report["late_joiner_ms"] is not None, "the late joiner heard every speaker"
+    assert "delivery" in result.stderr and "server" in result.stderr
+
+
+def test_medians_and_the_plot_from_reports(tmp_path: Path) -> None:
+    base = RunReport(**{name: (1.0 if float in typing.get_args(hint) or hint is float else 1)
+                        for name, hint in FIELDS.items()})  # fmt: skip
+    runs = [dataclasses.replace(base, server_cpu_us_per_packet=v, packets_received=n, late_joiner_ms=None)
+            for v, n in ((30.0, 10), (10.0, 30), (20.0, 20))]  # fmt: skip
+    median = median_report(runs)
+    assert (median.server_cpu_us_per_packet, median.packets_received, median.runs) == (20.0, 20, 3)
+    assert median.late_joiner_ms is None
+    check_shape(orjson.loads(median.json_line()))
+    out = tmp_path / "sweep.png"
+    plot_sweep([median, dataclasses.replace(median, streams=8, latency_p99_ms=2.0)], out)
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--per-room", "1"], ["--speakers", "6", "--per-room", "5"], ["--payload-bytes", "8"], ["--plot", "x.png"],
+     ["--server-pid", "1"], ["--sweep", "0,2"], ["--rooms", "0"]],
+)
+def test_bad_arguments_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
