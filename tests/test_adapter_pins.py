@@ -48,9 +48,27 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
     offer_source = inspect.getsource(RTCPeerConnection.createOffer)
     assert "CODECS[transceiver.kind]" in offer_source and "HEADER_EXTENSIONS[transceiver.kind]" in offer_source
     assert "await" not in offer_source.split('"""')[-1]
+    # RTCP loops sleep 0.5 + random.random() with the module's own `random`, which the server stretches.
+    for loop in (RTCRtpSender._run_rtcp, RTCRtpReceiver._run_rtcp):
+        assert "await asyncio.sleep(0.5 + random.random())" in inspect.getsource(loop)
     # The peer connection's ICE transports and where it gathers.
     assert "self.__iceTransports" in inspect.getsource(RTCPeerConnection.__init__)
     assert "await self.__gather()" in inspect.getsource(RTCPeerConnection.setLocalDescription)
+
+
+def test_rtcp_interval_is_stretched_to_rfc3550() -> None:
+    from aiortc import rtcrtpreceiver, rtcrtpsender
+
+    saved = vars(rtcrtpsender)["random"], vars(rtcrtpreceiver)["random"]
+    try:
+        aiortc_adapter.use_rfc3550_rtcp_interval()
+        aiortc_adapter.use_rfc3550_rtcp_interval()  # idempotent: not 2 + 5 * (2 + 5 * x)
+        for module in (rtcrtpsender, rtcrtpreceiver):
+            delays = [0.5 + module.random.random() for _ in range(1000)]
+            assert min(delays) >= 2.5 and max(delays) <= 7.5
+            assert module.random.randint(1, 1) == 1  # everything else is the real module
+    finally:
+        vars(rtcrtpsender)["random"], vars(rtcrtpreceiver)["random"] = saved
 
 
 async def test_a_fresh_connection_exposes_what_the_adapter_reads() -> None:

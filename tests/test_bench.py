@@ -58,8 +58,9 @@ def test_smoke_run_prints_one_complete_json_line() -> None:
 
 
 def test_medians_and_the_plot_from_reports(tmp_path: Path) -> None:
-    base = RunReport(**{name: (1.0 if float in typing.get_args(hint) or hint is float else 1)
-                        for name, hint in FIELDS.items()})  # fmt: skip
+    # Every field 1 (or 1.0 where it is a float), then three runs that differ.
+    ones = {name: 1.0 if float in (typing.get_args(hint) or (hint,)) else 1 for name, hint in FIELDS.items()}
+    base = RunReport(**ones)
     runs = [dataclasses.replace(base, server_cpu_us_per_packet=v, packets_received=n, late_joiner_ms=None)
             for v, n in ((30.0, 10), (10.0, 30), (20.0, 20))]  # fmt: skip
     median = median_report(runs)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ghosttalk.benchmark.report import RunReport
 
-
 # The capacity point is the largest load whose p99 stays under this (and delivery at 99.9 %).
 CAPACITY_P99_MS = 10.0
 

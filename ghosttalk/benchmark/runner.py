@@ -110,8 +110,7 @@ def run(params: BenchParams, progress: Progress) -> RunReport:
         if params.pin:
             pin_server(pid)
     try:
-        report: RunReport = run_event_loop(_run(params, url, pid, progress))
-        return report
+        return run_event_loop(_run(params, url, pid, progress))
     finally:
         progress.clear()
         if server is not None:

@@ -20,15 +20,17 @@ import math
 import struct
 import time
 from array import array
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 from ghosttalk.client import Client, ClientOptions, ReceivedPacket
 
 # (client id, sequence number, send time): the start of every synthetic payload.
 PROBE = struct.Struct("!IId")
 PACKET_INTERVAL = 0.02
+T = TypeVar("T")
 # Packets still in flight when the speakers stop get this long to arrive.
 DRAIN_SECONDS = 1.0
 
@@ -136,7 +138,7 @@ def quiet_logging() -> None:
     logging.basicConfig(level=logging.ERROR)
 
 
-def run_event_loop(main: Any) -> Any:
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop when it is installed (the server does too), else on asyncio's loop."""
     try:
         import uvloop

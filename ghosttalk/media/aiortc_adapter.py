@@ -14,6 +14,9 @@ feature of aiortc 1.16.0 / aioice 0.13.0, so this module reaches into them, and 
   header-extension ids. A browser that offered first negotiated its own (Opus 111, ``ssrc-audio-level`` on
   id 1, ...) and refuses an offer that renumbers them, or a BUNDLE group whose m-lines disagree, so our
   offers reuse what the first negotiation settled, on every audio m-line.
+* RTCP interval: aiortc sends a report per stream every 0.5-1.5 s, a wake-up per stream per second that
+  costs a server with hundreds of forwarded streams more than forwarding some of them. The server process
+  stretches it to RFC 3550's 5 s minimum (randomised over 2.5-7.5 s) with :func:`use_rfc3550_rtcp_interval`.
 * RTCP: receiver statistics (``RTCRtpReceiver.__remote_streams``) are fed so that receiver reports still
   reach the sender, and sender counters (``RTCRtpSender.__packet_count`` and friends) are kept so that
   sender reports describe what we really sent.
@@ -40,6 +43,8 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
     rtcpeerconnection,
+    rtcrtpreceiver,
+    rtcrtpsender,
 )
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
@@ -50,6 +55,28 @@ PINNED_AIOICE = "0.13.0"
 
 Address = tuple[str, int]
 SrtpHandler = Callable[[bytes], None]
+
+
+class _Rfc3550Interval:
+    """Stands in for the ``random`` module inside aiortc's RTCP loops, which sleep ``0.5 + random.random()``
+    seconds: this makes it 2.5-7.5 s, RFC 3550's 5 s minimum randomised by [0.5, 1.5] as the RFC asks."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def random(self) -> float:
+        return 2.0 + 5.0 * float(self._module.random())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+def use_rfc3550_rtcp_interval() -> None:
+    """Sender and receiver reports every 2.5-7.5 s instead of 0.5-1.5 s, for this whole process (the server)."""
+    for module in (rtcrtpsender, rtcrtpreceiver):
+        current = vars(module)["random"]
+        if not isinstance(current, _Rfc3550Interval):
+            vars(module)["random"] = _Rfc3550Interval(current)
 
 
 def check_pinned_versions() -> None:
