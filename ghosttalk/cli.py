@@ -12,11 +12,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ghosttalk.config import Config, IPNetwork
 from ghosttalk.version import commit, version
 
 SUBCOMMANDS = ("serve", "join", "bench")
+SECRET_FLAGS = frozenset({"admin_key", "turn_pass", "turn_secret"})
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -30,8 +32,16 @@ def _networks(value: str) -> tuple[IPNetwork, ...]:
         raise argparse.ArgumentTypeError(f"not a list of addresses or CIDR ranges: {exc}") from exc
 
 
+def _number(kind: Callable[[str], float | int], value: str) -> float | int:
+    try:
+        return kind(value)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{value!r} is not {noun}") from None
+
+
 def _port(value: str) -> int:
-    port = int(value)
+    port = int(_number(int, value))
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
     return port
@@ -39,7 +49,7 @@ def _port(value: str) -> int:
 
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
     def parse(value: str) -> float | int:
-        number = kind(value)
+        number = _number(kind, value)
         if number <= 0:
             raise argparse.ArgumentTypeError(f"{value} must be greater than zero")
         return number
@@ -47,96 +57,86 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int
     return parse
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for secrets: --help must not print a key that came from the environment."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.dest in SECRET_FLAGS:
+            return action.help
+        return super()._get_help_string(action)
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
-    """Add ``--name`` together with the original's single-dash spelling ``-name``."""
-    parser.add_argument(f"-{name}", f"--{name}", **kwargs)  # type: ignore[arg-type]
+def _flag(parser: argparse.ArgumentParser, name: str, env: str, default: object, help: str, **kwargs: Any) -> None:
+    """Add ``--name`` with the original's single-dash spelling ``-name``, defaulting to environment variable
+    ``env`` and then ``default``. A default given as text goes through the flag's ``type`` like a command-line
+    value, so a bad environment value is refused with the same message as a bad flag."""
+    value = os.environ.get(env) or default
+    parser.add_argument(f"-{name}", f"--{name}", default=value, help=f"{help} ({env})", **kwargs)
 
 
 def build_serve_parser(prog: str = "ghosttalk") -> argparse.ArgumentParser:
-    defaults = Config()
+    d = Config()
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Serve GhostTalk: the page, WebSocket signaling, the admin panel and the SFU media path.",
         epilog="Subcommands: 'ghosttalk join URL --name N' joins a room from the shell; "
         "'ghosttalk bench' measures the forwarding path. Each has its own --help.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    _flag(parser, "host", default=_env("HOST", defaults.host), help="HTTP bind address (HOST)")
-    _flag(parser, "port", type=_port, default=int(_env("PORT", str(defaults.port)) or 0),
-          help="HTTP port for the page, /ws, /admin, /healthz, /metrics (PORT)")
-    _flag(parser, "admin-key", default=_env("ADMIN_KEY"),
-          help="key for /admin; without one a random key is generated and printed once (ADMIN_KEY)")
-    _flag(parser, "rtc-udp-port", type=_port, default=int(_env("RTC_UDP_PORT", str(defaults.rtc_udp_port)) or 0),
-          help="the one UDP port that carries every peer's ICE, DTLS and SRTP (RTC_UDP_PORT)")
-    _flag(parser, "rtc-bind", default=_env("RTC_BIND", defaults.rtc_bind),
-          help="address the shared UDP socket binds to (RTC_BIND)")
-    _flag(parser, "rtc-host", type=_csv, default=_csv(_env("RTC_HOST", "") or ""),
-          help="comma-separated addresses advertised as ICE host candidates; default every non-loopback "
-          "interface address; use 127.0.0.1 for local tests (RTC_HOST)")
-    _flag(parser, "public-ip", default=_env("PUBLIC_IP"),
-          help="public address of a 1:1 NAT (cloud VM), advertised instead of interface addresses (PUBLIC_IP)")
-    _flag(parser, "stun-server", type=_csv, default=_csv(_env("STUN_SERVER", "") or ""),
-          help="comma-separated stun: URLs for browsers; empty means no third party is contacted (STUN_SERVER)")
-    _flag(parser, "turn-server", type=_csv, default=_csv(_env("TURN_SERVER", "") or ""),
-          help="comma-separated turn:/turns: URLs handed to browsers (TURN_SERVER)")
-    _flag(parser, "turn-user", default=_env("TURN_USER"), help="static TURN username (TURN_USER)")
-    _flag(parser, "turn-pass", default=_env("TURN_PASS"), help="static TURN password (TURN_PASS)")
-    _flag(parser, "turn-secret", default=_env("TURN_SECRET"),
-          help="coturn use-auth-secret shared secret: hand out time-limited credentials instead (TURN_SECRET)")
-    _flag(parser, "turn-ttl", type=_positive(int), default=int(_env("TURN_TTL", str(defaults.turn_ttl)) or 0),
-          help="lifetime in seconds of time-limited TURN credentials (TURN_TTL)")
-    _flag(parser, "data-dir", type=Path, default=Path(_env("DATA_DIR", str(defaults.data_dir)) or "."),
-          help="directory for server.log and banned_ips.json (DATA_DIR)")
-    _flag(parser, "log-level", choices=("debug", "info", "warning", "error"),
-          default=_env("LOG_LEVEL", defaults.log_level), help="console log level (LOG_LEVEL)")
-    _flag(parser, "log-format", choices=("text", "json"), default=_env("LOG_FORMAT", defaults.log_format),
-          help="console log format (LOG_FORMAT)")
-    _flag(parser, "trusted-proxies", type=_networks,
-          default=_networks(_env("TRUSTED_PROXIES", "127.0.0.0/8,::1") or ""),
-          help="CIDRs whose X-Real-IP / X-Forwarded-For are believed (TRUSTED_PROXIES)")
-    _flag(parser, "allowed-origins", type=_csv, default=_csv(_env("ALLOWED_ORIGINS", "") or ""),
-          help="extra Origins (scheme://host[:port]) allowed to open /ws besides the server's own (ALLOWED_ORIGINS)")
-    _flag(parser, "max-room-peers", type=_positive(int),
-          default=int(_env("MAX_ROOM_PEERS", str(defaults.max_room_peers)) or 0),
-          help="people per room; the next one gets 'Room full' (MAX_ROOM_PEERS)")
-    _flag(parser, "max-rooms", type=_positive(int), default=int(_env("MAX_ROOMS", str(defaults.max_rooms)) or 0),
-          help="rooms at once (MAX_ROOMS)")
-    _flag(parser, "max-peers", type=_positive(int), default=int(_env("MAX_PEERS", str(defaults.max_peers)) or 0),
-          help="people on the server at once (MAX_PEERS)")
-    _flag(parser, "max-conns-per-ip", type=_positive(int),
-          default=int(_env("MAX_CONNS_PER_IP", str(defaults.max_conns_per_ip)) or 0),
-          help="open signaling sockets per client address; more get 429 (MAX_CONNS_PER_IP)")
-    _flag(parser, "join-rate", type=_positive(float),
-          default=float(_env("JOIN_RATE", str(defaults.join_rate_per_minute)) or 0),
-          help="new signaling sockets per minute per address, sustained (JOIN_RATE)")
-    _flag(parser, "join-burst", type=_positive(int), default=int(_env("JOIN_BURST", str(defaults.join_burst)) or 0),
-          help="new signaling sockets per address allowed at once on top of --join-rate (JOIN_BURST)")
-    _flag(parser, "message-rate", type=_positive(float),
-          default=float(_env("MESSAGE_RATE", str(defaults.message_rate)) or 0),
-          help="signaling messages per second per session, sustained; more closes the session (MESSAGE_RATE)")
-    _flag(parser, "message-burst", type=_positive(int),
-          default=int(_env("MESSAGE_BURST", str(defaults.message_burst)) or 0),
-          help="signaling messages per session allowed at once (MESSAGE_BURST)")
-    _flag(parser, "offers-per-minute", type=_positive(int),
-          default=int(_env("OFFERS_PER_MINUTE", str(defaults.offers_per_minute)) or 0),
-          help="SDP offers per session per minute (OFFERS_PER_MINUTE)")
-    _flag(parser, "offer-timeout", type=_positive(float),
-          default=float(_env("OFFER_TIMEOUT", str(defaults.offer_timeout)) or 0),
-          help="seconds a new session may take to send its first offer (OFFER_TIMEOUT)")
-    _flag(parser, "connect-timeout", type=_positive(float),
-          default=float(_env("CONNECT_TIMEOUT", str(defaults.connect_timeout)) or 0),
-          help="seconds a peer's media may take to connect before it is removed (CONNECT_TIMEOUT)")
-    _flag(parser, "heartbeat-timeout", type=_positive(float),
-          default=float(_env("HEARTBEAT_TIMEOUT", str(defaults.heartbeat_timeout)) or 0),
-          help="seconds without a heartbeat answer after which a peer is removed; pings go every "
-          f"{defaults.heartbeat_interval:g} s (HEARTBEAT_TIMEOUT)")
-    _flag(parser, "room-grace", type=float, default=float(_env("ROOM_GRACE", "0") or 0),
-          help="seconds an empty room is kept before it is destroyed (ROOM_GRACE)")
+    positive_int, positive_float = _positive(int), _positive(float)
+    _flag(parser, "host", "HOST", d.host, "HTTP bind address")
+    _flag(parser, "port", "PORT", str(d.port), "HTTP port for the page, /ws, /admin, /healthz, /metrics", type=_port)
+    _flag(parser, "admin-key", "ADMIN_KEY", None,
+          "key for /admin; without one a random key is generated and printed once")
+    _flag(parser, "rtc-udp-port", "RTC_UDP_PORT", str(d.rtc_udp_port),
+          "the one UDP port that carries every peer's ICE, DTLS and SRTP", type=_port)
+    _flag(parser, "rtc-bind", "RTC_BIND", d.rtc_bind, "address the shared UDP socket binds to")
+    _flag(parser, "rtc-host", "RTC_HOST", "", "comma-separated addresses advertised as ICE host candidates; "
+          "default every non-loopback IPv4 interface address; use 127.0.0.1 for local tests", type=_csv)
+    _flag(parser, "public-ip", "PUBLIC_IP", None,
+          "public address of a 1:1 NAT (cloud VM), advertised instead of interface addresses")
+    _flag(parser, "stun-server", "STUN_SERVER", "",
+          "comma-separated stun: URLs for browsers; empty means no third party is contacted", type=_csv)
+    _flag(parser, "turn-server", "TURN_SERVER", "", "comma-separated turn:/turns: URLs handed to browsers", type=_csv)
+    _flag(parser, "turn-user", "TURN_USER", None, "static TURN username")
+    _flag(parser, "turn-pass", "TURN_PASS", None, "static TURN password")
+    _flag(parser, "turn-secret", "TURN_SECRET", None,
+          "coturn use-auth-secret shared secret: hand out time-limited credentials instead")
+    _flag(parser, "turn-ttl", "TURN_TTL", str(d.turn_ttl), "lifetime in seconds of time-limited TURN credentials",
+          type=positive_int)
+    _flag(parser, "data-dir", "DATA_DIR", str(d.data_dir), "directory for server.log and banned_ips.json", type=Path)
+    _flag(parser, "log-level", "LOG_LEVEL", d.log_level, "console log level",
+          choices=("debug", "info", "warning", "error"))
+    _flag(parser, "log-format", "LOG_FORMAT", d.log_format, "console log format", choices=("text", "json"))
+    _flag(parser, "trusted-proxies", "TRUSTED_PROXIES", "127.0.0.0/8,::1",
+          "CIDRs whose X-Real-IP / X-Forwarded-For are believed", type=_networks)
+    _flag(parser, "allowed-origins", "ALLOWED_ORIGINS", "",
+          "extra Origins (scheme://host[:port]) allowed to open /ws besides the server's own", type=_csv)
+    _flag(parser, "max-room-peers", "MAX_ROOM_PEERS", str(d.max_room_peers),
+          "people per room; the next one gets 'Room full'", type=positive_int)
+    _flag(parser, "max-rooms", "MAX_ROOMS", str(d.max_rooms), "rooms at once", type=positive_int)
+    _flag(parser, "max-peers", "MAX_PEERS", str(d.max_peers), "people on the server at once", type=positive_int)
+    _flag(parser, "max-conns-per-ip", "MAX_CONNS_PER_IP", str(d.max_conns_per_ip),
+          "open signaling sockets per client address; more get 429", type=positive_int)
+    _flag(parser, "join-rate", "JOIN_RATE", str(d.join_rate_per_minute),
+          "new signaling sockets per minute per address, sustained", type=positive_float)
+    _flag(parser, "join-burst", "JOIN_BURST", str(d.join_burst),
+          "new signaling sockets per address allowed at once on top of --join-rate", type=positive_int)
+    _flag(parser, "message-rate", "MESSAGE_RATE", str(d.message_rate),
+          "signaling messages per second per session, sustained; more closes the session", type=positive_float)
+    _flag(parser, "message-burst", "MESSAGE_BURST", str(d.message_burst),
+          "signaling messages per session allowed at once", type=positive_int)
+    _flag(parser, "offers-per-minute", "OFFERS_PER_MINUTE", str(d.offers_per_minute),
+          "SDP offers per session per minute", type=positive_int)
+    _flag(parser, "offer-timeout", "OFFER_TIMEOUT", str(d.offer_timeout),
+          "seconds a new session may take to send its first offer", type=positive_float)
+    _flag(parser, "connect-timeout", "CONNECT_TIMEOUT", str(d.connect_timeout),
+          "seconds a peer's media may take to connect before it is removed", type=positive_float)
+    _flag(parser, "heartbeat-timeout", "HEARTBEAT_TIMEOUT", str(d.heartbeat_timeout),
+          f"seconds without a heartbeat answer after which a peer is removed; pings go every "
+          f"{d.heartbeat_interval:g} s", type=positive_float)
+    _flag(parser, "room-grace", "ROOM_GRACE", str(d.room_grace_seconds),
+          "seconds an empty room is kept before it is destroyed", type=lambda v: float(_number(float, v)))
     parser.add_argument("--version", action="version", version=f"ghosttalk {version()} ({commit()})")
     return parser
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,20 @@ def test_join_help() -> None:
     command = [sys.executable, "-m", "ghosttalk", "join", "--help"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and "--record" in result.stdout and "--play" in result.stdout
+
+
+def test_help_never_prints_secrets_from_the_environment() -> None:
+    env = {**os.environ, "ADMIN_KEY": "key-from-env", "TURN_PASS": "pass-from-env", "TURN_SECRET": "secret-env"}
+    result = subprocess.run([sys.executable, "-m", "ghosttalk", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0
+    for secret in ("key-from-env", "pass-from-env", "secret-env"):
+        assert secret not in result.stdout
+
+
+def test_a_bad_environment_value_is_refused_like_a_bad_flag(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RTC_UDP_PORT", "fifty")
+    with pytest.raises(SystemExit):
+        build_serve_parser().parse_args([])
+    assert "'fifty' is not a whole number" in capsys.readouterr().err
