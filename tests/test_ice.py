@@ -47,3 +47,23 @@ def test_default_addresses_are_ipv4_and_not_loopback() -> None:
     for address in default_host_addresses():
         parsed = ipaddress.ip_address(address)
         assert parsed.version == 4 and not parsed.is_loopback and not parsed.is_link_local
+
+
+async def test_a_candidate_before_the_offer_waits_for_it(shared_server: ServerProcess) -> None:
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession() as session, session.ws_connect(shared_server.ws_url("early", "eager")) as ws:
+            line = "candidate:9 1 udp 2122260223 127.0.0.1 40000 typ host"
+            await ws.send_json({"type": "candidate", "candidate": {"candidate": line, "sdpMid": "0"}})
+            await ws.send_json({"type": "offer", "sdp": pc.localDescription.sdp})
+            seen = []
+            async for message in ws:
+                data = message.json()
+                seen.append(data["type"])
+                if data["type"] == "offer":  # the server's own offer follows its answer
+                    break
+        assert seen == ["room_state", "answer", "offer"]
+    finally:
+        await pc.close()

@@ -102,6 +102,21 @@ async def test_malformed_messages_get_an_error_and_the_session_goes_on(
         await assert_still_talking(shared_server, "malformed", [victim, friend])
 
 
+async def test_trickled_mdns_and_ip_candidates_are_accepted(shared_server: ServerProcess) -> None:
+    """Chromium trickles `.local` (mDNS) host candidates; they are accepted without an error (their checks
+    reach us anyway as peer-reflexive), as are ordinary ones, after the remote description is set."""
+    async with clients(shared_server, "trickle", ["victim", "friend"]) as (victim, friend):
+        for line in (
+            "candidate:1 1 udp 2122260223 0c5a8f2e-1b2c-4d3e-8f9a-0123456789ab.local 54321 typ host",
+            "candidate:2 1 udp 2122260223 127.0.0.1 54322 typ host",
+            "",  # end of candidates
+        ):
+            await victim.send({"type": "candidate", "candidate": {"candidate": line, "sdpMid": "0"}})
+        await victim.send({"type": "candidate", "candidate": None})
+        await assert_still_talking(shared_server, "trickle", [victim, friend])
+        assert victim.errors == []
+
+
 async def test_binary_frame_gets_an_error(shared_server: ServerProcess) -> None:
     async with clients(shared_server, "binary", ["victim"]) as (victim,):
         await victim.send_raw(b"\x00\x01binary")
