@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
 import aioice
@@ -200,9 +200,11 @@ def selected_remote_address(dtls: RTCDtlsTransport) -> Address | None:
     return None if pair is None else pair.remote_addr
 
 
-def selected_candidate_type(dtls: RTCDtlsTransport) -> str:
-    """The type of the remote candidate that connected: host, srflx, relay, or prflx when the remote side
-    was learnt from its connectivity check and matches none of the candidates it signalled."""
+def selected_candidate_type(dtls: RTCDtlsTransport, signalled: Mapping[Address, str]) -> str:
+    """The type of the remote candidate that connected: host, srflx or relay; prflx while the remote side is
+    known only from its connectivity check. A browser's check often arrives before the candidate it trickles
+    for the same address, and aioice then ignores that candidate as a duplicate, so ``signalled`` (address ->
+    type of every candidate the peer sent) is consulted too."""
     connection = dtls.transport._connection
     pair = connection._nominated.get(1)
     if pair is None:
@@ -210,10 +212,11 @@ def selected_candidate_type(dtls: RTCDtlsTransport) -> str:
     remote = pair.remote_candidate
     if remote.type != "prflx":
         return str(remote.type)
+    address = (remote.host, remote.port)
     for candidate in connection.remote_candidates:
-        if (candidate.host, candidate.port) == (remote.host, remote.port):
+        if (candidate.host, candidate.port) == address and candidate.type != "prflx":
             return str(candidate.type)
-    return "prflx"
+    return signalled.get(address, "prflx")
 
 
 def srtp_sessions(dtls: RTCDtlsTransport) -> tuple[Any, Any] | None:

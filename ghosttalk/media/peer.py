@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 # Joins that arrive within this window share one re-offer.
 OFFER_COALESCE_SECONDS = 0.02
 WATCHDOG_TICK_SECONDS = 1.0
+# How long ICE_CONNECTED waits for the trickled candidate behind a peer-reflexive address.
+CANDIDATE_TYPE_SETTLE_SECONDS = 3.0
+# Candidates remembered per peer for that (a browser sends a handful).
+MAX_SIGNALLED_CANDIDATES = 64
 
 
 class SignalingError(Exception):
@@ -97,6 +101,8 @@ class PeerMedia:
         self._limits = limits
         self._inbound: RTCRtpTransceiver | None = None
         self._early_speakers: dict[str, Speaker] = {}
+        # Address -> type of every candidate the peer trickled (for the honest ICE_CONNECTED type).
+        self._signalled: dict[tuple[str, int], str] = {}
         self._heartbeat: RTCDataChannel | None = None
         self._sdp_lock = asyncio.Lock()
         self._remote_set = asyncio.Event()
@@ -276,6 +282,8 @@ class PeerMedia:
             if mid is not None and mid not in self._known_mids():
                 self._hooks.send({"type": "error", "message": f"candidate for unknown sdpMid {mid!r}"})
                 continue
+            if len(self._signalled) < MAX_SIGNALLED_CANDIDATES:
+                self._signalled[(candidate.ip, candidate.port)] = candidate.type
             candidate.sdpMid, candidate.sdpMLineIndex = mid, item["sdpMLineIndex"]
             try:
                 await self.pc.addIceCandidate(candidate)
@@ -316,8 +324,22 @@ class PeerMedia:
             protocol.srtp_handler = self.speaker.on_srtp
         self.slots.activate(self.sink)
         self._connected_at = time.monotonic()
-        self.candidate_type = selected_candidate_type(dtls)
-        self._hooks.connected(self.candidate_type)
+        self.candidate_type = selected_candidate_type(dtls, self._signalled)
+        if self.candidate_type == "prflx":
+            self._spawn(self._settle_candidate_type())
+        else:
+            self._hooks.connected(self.candidate_type)
+
+    async def _settle_candidate_type(self) -> None:
+        """Media flows already; the report waits a moment for the trickled candidate behind a peer-reflexive
+        address, so that the log says relay (say) rather than prflx for a TURN user."""
+        assert self._inbound is not None
+        dtls = self._inbound.receiver.transport
+        deadline = time.monotonic() + CANDIDATE_TYPE_SETTLE_SECONDS
+        while self.candidate_type == "prflx" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            self.candidate_type = selected_candidate_type(dtls, self._signalled)
+        self._hooks.connected(self.candidate_type or "prflx")
 
     def _on_heartbeat_message(self, message: object) -> None:
         if message == "pong":
