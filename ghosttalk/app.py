@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 
 from ghosttalk.admin import setup_admin
@@ -31,10 +32,9 @@ from ghosttalk.version import commit, version
 
 
 async def healthz(request: web.Request) -> web.Response:
-    body = {"status": "ok", "version": version(), "commit": commit()}
-    if request.app[SHUTTING_DOWN].is_set():
-        return web.json_response({**body, "status": "shutting down"}, status=503)
-    return web.json_response(body)
+    shutting_down = request.app[SHUTTING_DOWN].is_set()
+    body = {"status": "shutting down" if shutting_down else "ok", "version": version(), "commit": commit()}
+    return web.Response(body=orjson.dumps(body), status=503 if shutting_down else 200, content_type="application/json")
 
 
 async def _media(app: web.Application) -> AsyncIterator[None]:

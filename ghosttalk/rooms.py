@@ -116,7 +116,9 @@ class RoomManager:
         logger.info("media on udp %s:%d, advertising %s", self.config.rtc_bind, self.mux.port, ", ".join(advertised))
 
     async def close(self, reason: str = "server shutting down") -> None:
-        """Tell everyone, close every connection, and release the socket."""
+        """Tell everyone, close every connection, and release the socket (once: shutdown and cleanup both ask)."""
+        if self._closing:
+            return
         self._closing = True
         for peer in list(self.peers.values()):
             peer.send({"type": "error", "message": reason})
