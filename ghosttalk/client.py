@@ -159,15 +159,12 @@ class Client:
                 await asyncio.sleep(delay)
                 try:
                     await self._join(timeout)
-                except JoinError as exc:
+                except (JoinError, TimeoutError, aiohttp.ClientError, OSError) as exc:
                     await self._leave()
-                    if str(exc).startswith(("HTTP 400", "HTTP 403")) or str(exc) in FINAL_ERRORS:
+                    final = str(exc).startswith(("HTTP 400", "HTTP 403")) or str(exc) in FINAL_ERRORS
+                    if isinstance(exc, JoinError) and final:
                         self.closed_reason = str(exc)
                         return  # refused for good (bad name, banned, room full): trying again cannot help
-                    delay = min(delay * 2, REJOIN_MAX_DELAY)
-                    continue
-                except (TimeoutError, aiohttp.ClientError, OSError):
-                    await self._leave()
                     delay = min(delay * 2, REJOIN_MAX_DELAY)
                     continue
                 self.rejoins += 1

@@ -187,15 +187,17 @@ class SignalingSession:
 
     async def _read(self, peer: Peer) -> None:
         async for message in self.ws:
-            if message.type == WSMsgType.TEXT:
-                await self._dispatch(peer, message.data)
-            elif message.type == WSMsgType.BINARY:
-                if not self._messages.take():
-                    self._over_limit(peer, "message_rate", "too many messages; slow down")
-                else:
-                    self._reject(peer, "binary_frame", "binary frames are not supported; send JSON text")
-            elif message.type == WSMsgType.ERROR:
+            if message.type == WSMsgType.ERROR:
                 return
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            # Every frame a client sends counts against its rate, whatever it holds.
+            if not self._messages.take():
+                self._over_limit(peer, "message_rate", "too many messages; slow down")
+            elif message.type == WSMsgType.TEXT:
+                await self._dispatch(peer, message.data)
+            else:
+                self._reject(peer, "binary_frame", "binary frames are not supported; send JSON text")
 
     def _reject(self, peer: Peer, kind: str, text: str) -> None:
         self._metrics.signaling_errors.labels(kind=kind).inc()
@@ -210,9 +212,6 @@ class SignalingSession:
         self.disconnect(f"limit exceeded: {limit}", CloseCode.POLICY)
 
     async def _dispatch(self, peer: Peer, text: str) -> None:
-        if not self._messages.take():
-            self._over_limit(peer, "message_rate", "too many messages; slow down")
-            return
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,18 +43,35 @@ def sample_process(pid: int) -> ProcessSample:
     return ProcessSample(user + system, system, memory.get("VmRSS", 0.0), memory.get("VmHWM", 0.0))
 
 
-def _free_port(kind: socket.SocketKind) -> int:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A loopback port the kernel has just handed out (TCP or UDP), for a server started next."""
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float, log_tail: Callable[[], str]) -> None:
+    """Poll ``url``/healthz until it answers 200; RuntimeError with the console's tail if the process exits
+    or ``timeout`` runs out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not become healthy within {timeout:g} s:\n{log_tail()}")
 
 
 class LocalServer:
     """A server on free loopback ports with limits raised so that the whole load fits from one address."""
 
     def __init__(self, room_size: int, peers: int, rooms: int) -> None:
-        self.port = _free_port(socket.SOCK_STREAM)
-        self.rtc_port = _free_port(socket.SOCK_DGRAM)
+        self.port = free_port(socket.SOCK_STREAM)
+        self.rtc_port = free_port(socket.SOCK_DGRAM)
         self._limits = (room_size, peers, rooms)
         self._dir = tempfile.TemporaryDirectory(prefix="ghosttalk-bench-")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -90,18 +108,11 @@ class LocalServer:
         env = dict(os.environ, PYTHONPATH=str(_PROJECT_ROOT), PYTHONUNBUFFERED="1")
         with (Path(self._dir.name) / "console.log").open("ab") as log:
             self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self._proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not become healthy within {timeout:g} s:\n{self.log_tail()}")
+        try:
+            wait_until_healthy(self._proc, self.url, timeout, self.log_tail)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
