@@ -39,7 +39,7 @@ from ghosttalk.media.aiortc_adapter import filter_ice_datagrams
 from ghosttalk.media.outbound import IdleAudioTrack
 from ghosttalk.netsim import LinkConditions
 from tests.helpers import admin_json, negotiated
-from tests.serverproc import ROOT, ServerProcess
+from tests.serverproc import ROOT, TEST_ADMIN_KEY, ServerProcess
 
 # RFC 6455 opcodes.
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -310,6 +310,24 @@ class Flow:
         return max((b - a for a, b in zip(self.arrivals, self.arrivals[1:], strict=False)), default=0.0)
 
 
+async def server_connected(url: str, room: str, count: int, timeout: float) -> None:
+    """Wait until the server's side of every connection in ``room`` is up too. A client is connected once it
+    has its own DTLS keys, but on a lossy link the server's last handshake flight may still be retransmitting
+    for seconds, and a measurement started then counts that time as lost audio."""
+
+    def connected() -> int:
+        request = urllib.request.Request(f"{url}/admin?action=rooms", headers={"X-Admin-Key": TEST_ADMIN_KEY})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            rooms = json.loads(response.read())["rooms"]
+        return sum(1 for r in rooms if r["room"] == room for p in r["peers"] if p["candidate_type"] is not None)
+
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(connected) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server has not connected all {count} people in {room!r}")
+        await asyncio.sleep(0.05)
+
+
 class TalkingCall:
     """Headless clients in one room, each sending ``PACKETS_PER_SECOND`` numbered packets to the others.
 
@@ -338,6 +356,7 @@ class TalkingCall:
                 opts = options[index] if options else ClientOptions(keep_packets=False)
                 joined.append(await Client(url, room, name, opts).connect(timeout=30))
             await negotiated(joined, timeout=30)
+            await server_connected(url, room, len(joined), timeout=30)
         except BaseException:
             await asyncio.gather(*(c.close() for c in joined), return_exceptions=True)
             raise

@@ -13,12 +13,14 @@ from pathlib import Path
 from ghosttalk.benchmark.server import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
+# The admin key of every test server unless a test picks another.
+TEST_ADMIN_KEY = "test-admin-key"
 
 
 class ServerProcess:
     """``python -m ghosttalk`` on free loopback ports with its own data directory."""
 
-    def __init__(self, data_dir: Path, extra_args: Sequence[str] = (), admin_key: str = "test-admin-key") -> None:
+    def __init__(self, data_dir: Path, extra_args: Sequence[str] = (), admin_key: str = TEST_ADMIN_KEY) -> None:
         self.data_dir = data_dir
         self.admin_key = admin_key
         self.extra_args = list(extra_args)
