@@ -190,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ghosttalk.bench import main as bench_main
 
         return bench_main(args)
+    # Before anything imports aiortc: the server forwards audio untouched and never needs FFmpeg.
+    from ghosttalk.media.pyav_standin import keep_pyav_out
+
+    keep_pyav_out()
     from ghosttalk.server import serve
 
     config = config_from_args(build_serve_parser().parse_args(args))

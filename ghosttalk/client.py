@@ -24,9 +24,15 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
 from ghosttalk.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
-from ghosttalk.media.aiortc_adapter import filter_ice_datagrams, negotiated_payload_type, srtp_writer, tap_rtp
+from ghosttalk.media.aiortc_adapter import (
+    filter_ice_datagrams,
+    negotiated_payload_type,
+    srtp_writer,
+    tap_rtp,
+    update_sender_report,
+)
 from ghosttalk.media.outbound import IdleAudioTrack
-from ghosttalk.media.rtp import build_rtp, parse_rtp
+from ghosttalk.media.rtp import build_rtp, ntp_now, parse_rtp
 from ghosttalk.netsim import LinkConditions
 
 # Rejoin backoff: quick enough to be back within seconds of a server restart, gentle on a server in trouble.
@@ -113,6 +119,9 @@ class Client:
         self._ssrc = 0
         self._sequence_number = random.randrange(32768)
         self._timestamp = random.getrandbits(32)
+        # What this connection's sender reports announce, as a browser's would.
+        self._packets_sent = 0
+        self._octets_sent = 0
         self._transceiver: Any = None
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -210,6 +219,7 @@ class Client:
         pc.on("connectionstatechange", self._on_connection_state)
         self._transceiver = pc.addTransceiver(IdleAudioTrack(), direction="sendrecv")
         self._ssrc = self._transceiver.sender._ssrc
+        self._packets_sent = self._octets_sent = 0
         await pc.setLocalDescription(await pc.createOffer())
         if self.options.relay_only and " typ relay" not in pc.localDescription.sdp:
             raise JoinError("TURN allocation failed: check the TURN URL and credentials")
@@ -329,6 +339,11 @@ class Client:
         self._timestamp = timestamp if timestamp is not None else (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
         self._write(build_rtp(marker, self._payload_type, self._sequence_number, self._timestamp, self._ssrc, payload))
         self._sequence_number = (self._sequence_number + 1) & 0xFFFF
+        self._packets_sent += 1
+        self._octets_sent += len(payload)
+        update_sender_report(
+            self._transceiver.sender, self._packets_sent, self._octets_sent, self._timestamp, ntp_now()
+        )
 
     async def play(self, pcm: Pcm) -> None:
         """Encode ``pcm`` to Opus and send it in real time, 50 packets per second."""

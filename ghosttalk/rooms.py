@@ -18,6 +18,7 @@ import orjson
 
 from ghosttalk.config import Config
 from ghosttalk.eventlog import EventLog
+from ghosttalk.media.aiortc_adapter import SharedDtlsIdentity
 from ghosttalk.media.forwarder import Forwarder
 from ghosttalk.media.icemux import IceMux, default_host_addresses
 from ghosttalk.media.peer import MediaHooks, MediaLimits, PeerMedia
@@ -90,6 +91,7 @@ class RoomManager:
         self.peers: dict[str, Peer] = {}
         self.mux = IceMux(advertised=())
         self._forwarder: Forwarder | None = None
+        self._dtls_identity = SharedDtlsIdentity()
         self._limits = MediaLimits(
             heartbeat_interval=config.heartbeat_interval,
             heartbeat_timeout=config.heartbeat_timeout,
@@ -168,7 +170,7 @@ class RoomManager:
                 "ERROR", level="error", room=room_id, peer=peer_id, ip=ip, what="media", error=repr(exc)
             ),
         )
-        media = PeerMedia(peer_id, self.mux, self._forwarder, hooks, self._limits)
+        media = PeerMedia(peer_id, self.mux, self._forwarder, self._dtls_identity, hooks, self._limits)
         self._media_alive.add(media)
         peer = Peer(peer_id, name, ip, room_id, media, disconnect)
         for other in room.peers.values():

@@ -14,7 +14,7 @@ from ghosttalk.app import create_app
 from ghosttalk.appkeys import ADMIN_KEY
 from ghosttalk.bans import BanFileError
 from ghosttalk.config import Config
-from ghosttalk.media.aiortc_adapter import check_pinned_versions, use_rfc3550_rtcp_interval
+from ghosttalk.media.aiortc_adapter import check_pinned_versions
 from ghosttalk.version import commit, version
 
 logger = logging.getLogger("ghosttalk")
@@ -79,7 +79,6 @@ async def _run(config: Config) -> int:
 def serve(config: Config) -> int:
     configure_logging(config.log_level, config.log_format)
     check_pinned_versions()
-    use_rfc3550_rtcp_interval()
     try:
         import uvloop
     except ImportError:

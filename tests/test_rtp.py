@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import struct
 
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
+
 from ghosttalk.media.icemux import stun_username
-from ghosttalk.media.rtp import build_rtp, parse_rtp
+from ghosttalk.media.rtp import build_rtp, parse_rtp, sender_reports
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -11,7 +13,12 @@ def test_round_trip_keeps_every_field() -> None:
     view = parse_rtp(data)
     assert view is not None
     assert (view.marker, view.payload_type, view.sequence_number, view.timestamp, view.ssrc, view.payload) == (
-        0x80, 111, 65535, 0xFFFFFFFF, 0xDEADBEEF, b"payload"
+        0x80,
+        111,
+        65535,
+        0xFFFFFFFF,
+        0xDEADBEEF,
+        b"payload",
     )
 
 
@@ -39,3 +46,25 @@ def test_stun_username_finds_the_attribute_and_ignores_everything_else() -> None
     assert stun_username(request[:-4]) is None  # the attribute runs past the end
     assert stun_username(b"\x01\x01" + request[2:]) is None  # a response, not a request
     assert stun_username(b"\x80" * 40) is None
+
+
+def test_sender_reports_are_found_in_a_compound_packet_and_garbage_stops_the_walk() -> None:
+    sr = RtcpSrPacket(
+        ssrc=0xCAFE,
+        sender_info=RtcpSenderInfo(ntp_timestamp=0x0102030405060708, rtp_timestamp=9, packet_count=1, octet_count=80),
+    )
+    sdes = RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=0xCAFE, items=[(1, b"cname")])])
+    rr = RtcpRrPacket(
+        ssrc=7,
+        reports=[
+            RtcpReceiverInfo(ssrc=1, fraction_lost=0, packets_lost=0, highest_sequence=5, jitter=0, lsr=0, dlsr=0)
+        ],
+    )
+    compound = bytes(rr) + bytes(sr) + bytes(sdes)
+    assert list(sender_reports(compound)) == [(0xCAFE, 0x0102030405060708)]
+    assert list(sender_reports(bytes(rr) + bytes(sdes))) == []
+    # A length running past the end, or a wrong version, ends the walk without raising.
+    assert list(sender_reports(bytes(sr)[:-4])) == []
+    assert list(sender_reports(b"\x00" + bytes(sr)[1:])) == []
+    for data in (b"", b"\x80", b"\x80\xc8\x00", b"\x80\xc8\x00\x00"):
+        assert list(sender_reports(data)) == []

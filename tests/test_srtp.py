@@ -6,6 +6,7 @@ import os
 
 import pylibsrtp
 import pytest
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import Policy, Session
 
 from ghosttalk.media.rtp import build_rtp
@@ -48,6 +49,20 @@ def test_unprotect_round_trips_and_rejects_what_pylibsrtp_rejects() -> None:
         unprotect(bytes(tampered))
     with pytest.raises(ValueError):
         protect(b"\x80" * 1500)
+
+
+def test_unprotect_rtcp_gives_what_pylibsrtp_gives() -> None:
+    reports = [
+        bytes(RtcpSrPacket(ssrc=0xCAFE, sender_info=RtcpSenderInfo(i << 32, 960 * i, i, 80 * i))) for i in range(5)
+    ]
+    protect_rtcp = sender().protect_rtcp
+    protected = [protect_rtcp(r) for r in reports]
+    reference, fast = receiver(), receiver()
+    unprotect = fast_transform(fast.unprotect_rtcp)
+    assert unprotect is not fast.unprotect_rtcp
+    assert [unprotect(p) for p in protected] == [reference.unprotect_rtcp(p) for p in protected] == reports
+    with pytest.raises(pylibsrtp.Error):
+        unprotect(protected[-1])  # a replay
 
 
 def test_anything_else_is_used_as_it_is() -> None:

@@ -14,12 +14,17 @@ feature of aiortc 1.16.0 / aioice 0.13.0, so this module reaches into them, and 
   header-extension ids. A browser that offered first negotiated its own (Opus 111, ``ssrc-audio-level`` on
   id 1, ...) and refuses an offer that renumbers them, or a BUNDLE group whose m-lines disagree, so our
   offers reuse what the first negotiation settled, on every audio m-line.
-* RTCP interval: aiortc sends a report per stream every 0.5-1.5 s, a wake-up per stream per second that
-  costs a server with hundreds of forwarded streams more than forwarding some of them. The server process
-  stretches it to RFC 3550's 5 s minimum (randomised over 2.5-7.5 s) with :func:`use_rfc3550_rtcp_interval`.
-* RTCP: receiver statistics (``RTCRtpReceiver.__remote_streams``) are fed so that receiver reports still
-  reach the sender, and sender counters (``RTCRtpSender.__packet_count`` and friends) are kept so that
-  sender reports describe what we really sent.
+* RTCP: aiortc sends a report per stream every 0.5-1.5 s from a task per sender and receiver, a wake-up per
+  stream per second that cost the server more than forwarding some of the streams. The server sends one
+  compound report per connection instead (``ghosttalk.media.reports``) and :func:`quiet_rtcp` keeps aiortc's
+  loops asleep. The loss and jitter those reports carry come from aiortc's ``StreamStatistics``, fed per
+  packet by :class:`ReceiverStatistics`, which also records each speaker's last sender report (from incoming
+  SRTCP, on the fast path too). The headless client keeps aiortc's loops and feeds its sender's counters
+  (:func:`update_sender_report`) since it writes its own RTP.
+* DTLS identity: aiortc makes a key, a certificate and an OpenSSL context for every connection (about
+  120 kB and a millisecond of CPU each). The server uses one :class:`SharedDtlsIdentity` for all of them.
+* Decoder threads: ``RTCRtpReceiver.receive`` starts a thread that decodes what the jitter buffer hands it.
+  The forwarder never lets a packet get there, so :func:`skip_decoder_thread` stops it as soon as it starts.
 
 ``tests/test_adapter_pins.py`` checks the pinned versions and every attribute used here, so an upgrade
 fails loudly in the suite instead of silently falling back to decoding.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
@@ -43,40 +49,18 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
     rtcpeerconnection,
-    rtcrtpreceiver,
-    rtcrtpsender,
 )
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport, SRTPProtectionProfile
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtcpReceiverInfo
+from OpenSSL import SSL
 
 PINNED_AIORTC = "1.16.0"
 PINNED_AIOICE = "0.13.0"
 
 Address = tuple[str, int]
 SrtpHandler = Callable[[bytes], None]
-
-
-class _Rfc3550Interval:
-    """Stands in for the ``random`` module inside aiortc's RTCP loops, which sleep ``0.5 + random.random()``
-    seconds: this makes it 2.5-7.5 s, RFC 3550's 5 s minimum randomised by [0.5, 1.5] as the RFC asks."""
-
-    def __init__(self, module: Any) -> None:
-        self._module = module
-
-    def random(self) -> float:
-        return 2.0 + 5.0 * float(self._module.random())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._module, name)
-
-
-def use_rfc3550_rtcp_interval() -> None:
-    """Sender and receiver reports every 2.5-7.5 s instead of 0.5-1.5 s, for this whole process (the server)."""
-    for module in (rtcrtpsender, rtcrtpreceiver):
-        current = vars(module)["random"]
-        if not isinstance(current, _Rfc3550Interval):
-            vars(module)["random"] = _Rfc3550Interval(current)
 
 
 def check_pinned_versions() -> None:
@@ -175,9 +159,7 @@ def gather_on_shared_socket(pc: RTCPeerConnection, owner: SocketOwner, advertise
             setattr(connection, "get_component_candidates", gather)  # noqa: B010 (a per-instance override)
 
 
-async def create_offer_keeping_negotiated(
-    pc: RTCPeerConnection, reference: RTCRtpTransceiver
-) -> RTCSessionDescription:
+async def create_offer_keeping_negotiated(pc: RTCPeerConnection, reference: RTCRtpTransceiver) -> RTCSessionDescription:
     """``pc.createOffer()`` with ``reference``'s negotiated codecs and header extensions on every audio
     m-line. createOffer reads the module-level defaults and never awaits, so swapping them around the call
     cannot leak into any other connection."""
@@ -250,23 +232,135 @@ def received_payload_types(transceiver: RTCRtpTransceiver) -> frozenset[int]:
     return frozenset(codec.payloadType for codec in transceiver._codecs if codec.payloadType is not None)
 
 
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    ssrc: int = sender._ssrc
+    return ssrc
+
+
 def set_stream_identity(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
     """The msid the next SDP announces for this sender: the page maps stream id -> speaker."""
     sender._stream_id = stream_id
     sender._track_id = track_id
 
 
+class _ReusableCertificate(RTCCertificate):
+    """An ``RTCCertificate`` whose OpenSSL context is made once and shared by every DTLS connection using it.
+    aiortc only reads the context (``SSL.Connection(ctx)``); the session cache is switched off because no
+    connection can resume another's session and a shared cache would only grow."""
+
+    def __init__(self, key: Any, cert: Any) -> None:
+        super().__init__(key, cert)
+        self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+
+    def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
+        profiles = tuple(profile.openssl_profile for profile in srtp_profiles)
+        context = self._contexts.get(profiles)
+        if context is None:
+            context = super()._create_ssl_context(srtp_profiles)
+            context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            # Idle connections give their 16 kB read and write buffers back (the heartbeat wakes them rarely).
+            context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+            self._contexts[profiles] = context
+        return context
+
+
+class SharedDtlsIdentity:
+    """The server's DTLS key and certificate, shared by every connection and renewed daily (aiortc's
+    certificates are valid for 30 days; a connection keeps the one it started with). Browsers pin the
+    fingerprint from the SDP, not a chain, so one identity per server process is as good as one per peer;
+    it identifies the server, never a person."""
+
+    def __init__(self, lifetime_seconds: float = 86400.0) -> None:
+        self._lifetime = lifetime_seconds
+        self._certificate = _ReusableCertificate.generateCertificate()
+        self._created = time.monotonic()
+
+    def certificate(self) -> RTCCertificate:
+        if time.monotonic() - self._created > self._lifetime:
+            self._certificate = _ReusableCertificate.generateCertificate()
+            self._created = time.monotonic()
+        return self._certificate
+
+    def apply(self, pc: RTCPeerConnection) -> None:
+        """Give a fresh ``pc`` this identity instead of its own; call before it creates any transport."""
+        setattr(pc, "_RTCPeerConnection__certificates", [self.certificate()])  # noqa: B010 (private)
+
+
+def quiet_rtcp(endpoint: RTCRtpSender | RTCRtpReceiver) -> None:
+    """Replace the RTCP loop aiortc starts for this sender or receiver with one that sends nothing and only
+    keeps the start/exit handshake ``stop()`` waits for. Call before it starts (``send``/``receive``)."""
+    prefix = f"_{type(endpoint).__name__}"
+    started: asyncio.Event = getattr(endpoint, f"{prefix}__rtcp_started")
+    exited: asyncio.Event = getattr(endpoint, f"{prefix}__rtcp_exited")
+
+    async def run_rtcp() -> None:
+        started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            exited.set()  # as aiortc's own loop does, swallowing the cancellation stop() sends
+
+    setattr(endpoint, "_run_rtcp", run_rtcp)  # noqa: B010 (a per-instance override)
+
+
+def connection_cname(pc: RTCPeerConnection) -> str:
+    """The CNAME ``pc`` puts in its SDP (``a=ssrc:... cname:``), which its RTCP must repeat."""
+    return str(getattr(pc, "_RTCPeerConnection__cname"))  # noqa: B009 (private)
+
+
+def skip_decoder_thread(receiver: RTCRtpReceiver) -> None:
+    """Stop ``receiver``'s decoder thread as soon as ``receive()`` has started it: forwarded audio is never
+    decoded, and an idle thread per person costs memory and an OS thread for nothing."""
+    receive = receiver.receive
+    stop = getattr(receiver, "_RTCRtpReceiver__stop_decoder")  # noqa: B009 (private)
+
+    async def receive_without_decoder(parameters: Any) -> None:
+        await receive(parameters)
+        stop()
+
+    setattr(receiver, "receive", receive_without_decoder)  # noqa: B010 (a per-instance override)
+
+
 class ReceiverStatistics:
-    """Feeds one ``RTCRtpReceiver``'s RTCP statistics without its jitter buffer, so receiver reports keep
-    going to the speaker. One instance per ingress stream; it reuses a single packet view."""
+    """What our receiver reports say about one person's voice: aiortc's per-stream statistics (loss, jitter),
+    fed without its jitter buffer, and their last sender report, as ``RTCRtpReceiver`` keeps them for its own
+    (here quiet) report loop. One instance per ingress stream; it reuses a single packet view."""
 
-    __slots__ = ("_clock_rate", "_streams", "sequence_number", "timestamp")
+    __slots__ = ("_clock_rate", "_lsr", "_lsr_time", "_streams", "sequence_number", "timestamp")
 
-    def __init__(self, receiver: RTCRtpReceiver, clock_rate: int) -> None:
-        self._streams: dict[int, StreamStatistics] = getattr(receiver, "_RTCRtpReceiver__remote_streams")  # noqa: B009
+    def __init__(self, clock_rate: int) -> None:
+        self._streams: dict[int, StreamStatistics] = {}
+        self._lsr: dict[int, int] = {}
+        self._lsr_time: dict[int, float] = {}
         self._clock_rate = clock_rate
         self.sequence_number = 0
         self.timestamp = 0
+
+    def report_blocks(self) -> list[RtcpReceiverInfo]:
+        """One receiver-report block per stream heard, built as aiortc's receiver loop builds them."""
+        now = time.time()
+        blocks = []
+        for ssrc, stream in self._streams.items():
+            lsr = self._lsr.get(ssrc, 0)
+            delay = now - self._lsr_time.get(ssrc, now)
+            blocks.append(
+                RtcpReceiverInfo(
+                    ssrc=ssrc,
+                    fraction_lost=stream.fraction_lost,
+                    packets_lost=stream.packets_lost,
+                    highest_sequence=stream.max_seq or 0,
+                    jitter=stream.jitter,
+                    lsr=lsr,
+                    dlsr=int(delay * 65536) if lsr and 0 < delay < 65536 else 0,
+                )
+            )
+        return blocks
+
+    def sender_report(self, ssrc: int, ntp_timestamp: int) -> None:
+        """A sender report from the speaker: our next receiver report echoes it (LSR) with the delay (DLSR),
+        from which the speaker computes its round-trip time. Exactly what aiortc's receiver records."""
+        self._lsr[ssrc] = (ntp_timestamp >> 16) & 0xFFFFFFFF
+        self._lsr_time[ssrc] = time.time()
 
     def add(self, ssrc: int, sequence_number: int, timestamp: int) -> None:
         stats = self._streams.get(ssrc)

@@ -18,10 +18,16 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 import pylibsrtp
-from aiortc import RTCRtpSender
 
-from ghosttalk.media.aiortc_adapter import Address, ReceiverStatistics, update_sender_report
-from ghosttalk.media.rtp import RTP_HEADER, RTP_VERSION_BITS, RtpView, parse_rtp
+from ghosttalk.media.aiortc_adapter import Address, ReceiverStatistics
+from ghosttalk.media.rtp import (
+    RTCP_PAYLOAD_TYPES,
+    RTP_HEADER,
+    RTP_VERSION_BITS,
+    RtpView,
+    parse_rtp,
+    sender_reports,
+)
 from ghosttalk.media.srtp import fast_transform
 
 # 64 packets is over a second of one speaker at 50 packets/s, and 7 packets of each of 9 speakers.
@@ -30,16 +36,8 @@ EGRESS_QUEUE_PACKETS = 64
 # the per-receiver queues absorb (and shed) the excess instead of growing one unbounded shared buffer.
 SOCKET_BACKLOG_BYTES = 256 * 1024
 OPUS_CLOCK_RATE = 48000
-# Seconds from the NTP epoch (1900) to the Unix epoch, for sender reports.
-NTP_UNIX_OFFSET = 2208988800
 # Failures of a packet's own SRTP transform: that packet is dropped, the stream goes on.
 SRTP_ERRORS = (pylibsrtp.Error, ValueError)
-
-
-def ntp_now() -> int:
-    """64-bit NTP time as aiortc's sender reports want it (what ``aiortc.clock.current_ntp_time`` returns,
-    without building a datetime for every packet)."""
-    return int((time.time() + NTP_UNIX_OFFSET) * 4294967296.0)
 
 
 class _BufferedTransport(Protocol):
@@ -129,6 +127,19 @@ class EgressSink:
         counters.packets_forwarded += 1
         counters.bytes_forwarded += len(data)
 
+    def send_report(self, protect_rtcp: Callable[[bytes], bytes]) -> Callable[[bytes], None]:
+        """A writer for this receiver's RTCP (a few packets a minute: pylibsrtp's own call is fine), sent at
+        once, whatever waits in the media queue."""
+
+        def send(report: bytes) -> None:
+            try:
+                data = protect_rtcp(report)
+            except SRTP_ERRORS:
+                return
+            self.sendto(data, self.addr)
+
+        return send
+
     def close(self) -> None:
         self.queue.clear()
 
@@ -162,7 +173,6 @@ class OutboundStream:
         "octets",
         "packets",
         "payload_type",
-        "sender",
         "sequence_offset",
         "sink",
         "source_ssrc",
@@ -170,9 +180,8 @@ class OutboundStream:
         "timestamp_offset",
     )
 
-    def __init__(self, sender: RTCRtpSender, payload_type: int, sink: EgressSink, start: StreamPosition) -> None:
-        self.sender = sender
-        self.ssrc: int = sender._ssrc
+    def __init__(self, ssrc: int, payload_type: int, sink: EgressSink, start: StreamPosition) -> None:
+        self.ssrc = ssrc
         self.payload_type = payload_type
         self.sink = sink
         self.source_ssrc: int | None = None
@@ -194,7 +203,7 @@ class OutboundStream:
         self.timestamp_offset = (next_timestamp - packet.timestamp) & 0xFFFFFFFF
         self.source_ssrc = packet.ssrc
 
-    def forward(self, packet: RtpView, now: float, ntp: int) -> None:
+    def forward(self, packet: RtpView, now: float) -> None:
         if packet.ssrc != self.source_ssrc:
             self._rebase(packet, now)
         sequence_number = (packet.sequence_number + self.sequence_offset) & 0xFFFF
@@ -204,11 +213,8 @@ class OutboundStream:
         self.last_wall_time = now
         self.packets += 1
         self.octets += len(packet.payload)
-        update_sender_report(self.sender, self.packets, self.octets, timestamp, ntp)
         self.sink.put(
-            RTP_HEADER.pack(
-                RTP_VERSION_BITS, packet.marker | self.payload_type, sequence_number, timestamp, self.ssrc
-            )
+            RTP_HEADER.pack(RTP_VERSION_BITS, packet.marker | self.payload_type, sequence_number, timestamp, self.ssrc)
             + packet.payload
         )
 
@@ -216,7 +222,7 @@ class OutboundStream:
 class Speaker:
     """One peer's incoming audio and the outbound streams it feeds."""
 
-    __slots__ = ("counters", "payload_types", "statistics", "streams", "unprotect")
+    __slots__ = ("counters", "payload_types", "statistics", "streams", "unprotect", "unprotect_rtcp")
 
     def __init__(self, counters: ForwardingCounters) -> None:
         self.counters = counters
@@ -224,18 +230,23 @@ class Speaker:
         self.statistics: ReceiverStatistics | None = None
         self.payload_types: frozenset[int] = frozenset()
         self.unprotect: Callable[[bytes], bytes] | None = None
+        self.unprotect_rtcp: Callable[[bytes], bytes] | None = None
 
-    def bind(
-        self, unprotect: Callable[[bytes], bytes], statistics: ReceiverStatistics, payload_types: frozenset[int]
-    ) -> None:
-        """Start accepting packets once the speaker's DTLS-SRTP and audio transceiver are ready."""
-        self.unprotect = fast_transform(unprotect)
+    def bind(self, session: pylibsrtp.Session, statistics: ReceiverStatistics, payload_types: frozenset[int]) -> None:
+        """Start accepting packets once the speaker's DTLS-SRTP (its receive session) and audio transceiver
+        are ready."""
+        self.unprotect = fast_transform(session.unprotect)
+        self.unprotect_rtcp = fast_transform(session.unprotect_rtcp)
         self.statistics = statistics
         self.payload_types = payload_types
 
     def on_srtp(self, data: bytes) -> None:
+        """Every SRTP and SRTCP datagram from this peer once DTLS is up (the shared socket calls it)."""
         unprotect = self.unprotect
-        if unprotect is None:
+        if unprotect is None or len(data) < 12:
+            return
+        if data[1] in RTCP_PAYLOAD_TYPES:
+            self.on_srtcp(data)
             return
         try:
             plain = unprotect(data)
@@ -243,6 +254,20 @@ class Speaker:
             self.counters.packets_dropped += 1
             return
         self.on_rtp(plain)
+
+    def on_srtcp(self, data: bytes) -> None:
+        """The peer's reports. All the server needs from them is the time of each sender report, echoed in
+        our receiver reports; the rest (its receiver reports on our streams, SDES, NACK for audio we keep no
+        history of) would only feed aiortc's statistics, which nobody reads."""
+        unprotect_rtcp, statistics = self.unprotect_rtcp, self.statistics
+        if unprotect_rtcp is None or statistics is None:
+            return
+        try:
+            plain = unprotect_rtcp(data)
+        except SRTP_ERRORS:
+            return
+        for ssrc, ntp_timestamp in sender_reports(plain):
+            statistics.sender_report(ssrc, ntp_timestamp)
 
     def on_rtp(self, data: bytes) -> None:
         packet = parse_rtp(data)
@@ -256,10 +281,9 @@ class Speaker:
         streams = self.streams
         if streams:
             now = time.monotonic()
-            ntp = ntp_now()
             for stream in streams:
-                stream.forward(packet, now, ntp)
+                stream.forward(packet, now)
 
     def close(self) -> None:
-        self.unprotect = None
+        self.unprotect = self.unprotect_rtcp = None
         self.streams.clear()

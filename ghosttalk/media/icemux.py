@@ -6,8 +6,8 @@ Datagrams are routed to the right peer's aioice protocol object:
   source address for that peer (aioice checks the message integrity, so a forged request gets nowhere);
 * anything else by its source address, learnt from those requests and from the checks we send.
 
-SRTP from a peer whose DTLS handshake is done goes straight to its media handler: no queue, no task switch.
-Mappings are removed when the peer's ICE connection closes.
+SRTP and SRTCP from a peer whose DTLS handshake is done go straight to its media handler: no queue, no task
+switch. Mappings are removed when the peer's ICE connection closes.
 """
 
 from __future__ import annotations
@@ -124,8 +124,7 @@ class IceMux(asyncio.DatagramProtocol):
         first = data[0] if data else 0
         if protocol is not None and 127 < first < 192:
             handler = protocol.srtp_handler
-            # RTP goes to the fast path; RTCP (payload types 192-208 per aiortc) keeps aiortc's path.
-            if handler is not None and not 192 <= data[1] <= 208:
+            if handler is not None:
                 handler(data)
             else:
                 protocol.deliver_data(data)

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
 
-from ghosttalk.media.aiortc_adapter import negotiated_payload_type, set_stream_identity
+from ghosttalk.media.aiortc_adapter import negotiated_payload_type, quiet_rtcp, sender_ssrc, set_stream_identity
 from ghosttalk.media.forwarder import EgressSink, OutboundStream, Speaker, StreamPosition
 
 
@@ -72,6 +72,7 @@ class OutboundSlots:
         )
         if slot is None:
             transceiver = self._pc.addTransceiver(IdleAudioTrack(), direction="sendonly")
+            quiet_rtcp(transceiver.sender)  # the connection's own report loop covers this stream
             slot = OutboundSlot(transceiver, StreamPosition.random())
             self._slots.append(slot)
         slot.speaker_id, slot.speaker = speaker_id, speaker
@@ -98,8 +99,12 @@ class OutboundSlots:
             payload_type = negotiated_payload_type(slot.transceiver)
             if payload_type is None:
                 continue
-            slot.stream = OutboundStream(slot.transceiver.sender, payload_type, sink, slot.position)
+            slot.stream = OutboundStream(sender_ssrc(slot.transceiver.sender), payload_type, sink, slot.position)
             slot.speaker.streams.append(slot.stream)
+
+    def streams(self) -> list[OutboundStream]:
+        """The streams being forwarded on this connection now (what its sender reports describe)."""
+        return [slot.stream for slot in self._slots if slot.stream is not None]
 
     def close(self) -> None:
         for slot in self._slots:

@@ -22,18 +22,24 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from ghosttalk.media.aiortc_adapter import (
     ReceiverStatistics,
+    SharedDtlsIdentity,
+    connection_cname,
     create_offer_keeping_negotiated,
     gather_on_shared_socket,
+    quiet_rtcp,
     received_payload_types,
     selected_candidate_type,
     selected_remote_address,
+    sender_ssrc,
     shared_protocols,
+    skip_decoder_thread,
     srtp_sessions,
     tap_rtp,
 )
 from ghosttalk.media.forwarder import OPUS_CLOCK_RATE, EgressSink, Forwarder, Speaker
 from ghosttalk.media.icemux import IceMux
 from ghosttalk.media.outbound import OutboundSlots
+from ghosttalk.media.reports import ReportSources, send_reports
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +93,17 @@ def parse_description(sdp: object, kind: str) -> str:
 
 class PeerMedia:
     def __init__(
-        self, peer_id: str, mux: IceMux, forwarder: Forwarder, hooks: MediaHooks, limits: MediaLimits
+        self,
+        peer_id: str,
+        mux: IceMux,
+        forwarder: Forwarder,
+        identity: SharedDtlsIdentity,
+        hooks: MediaHooks,
+        limits: MediaLimits,
     ) -> None:
         self.peer_id = peer_id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        identity.apply(self.pc)
         self.speaker = Speaker(forwarder.counters)
         self.slots = OutboundSlots(self.pc)
         self.sink: EgressSink | None = None
@@ -230,6 +243,8 @@ class PeerMedia:
         """The browser's first audio transceiver carries its voice to us; our forwarding tracks follow."""
         self._inbound = next(t for t in self.pc.getTransceivers() if t.kind == "audio")
         tap_rtp(self._inbound.receiver.transport, self.speaker.on_rtp)
+        skip_decoder_thread(self._inbound.receiver)
+        quiet_rtcp(self._inbound.receiver)  # reported on by the connection's own loop, started once connected
         self._heartbeat = self.pc.createDataChannel("heartbeat")
         self._heartbeat.on("message", self._on_heartbeat_message)
         self._needs_offer = True
@@ -315,11 +330,15 @@ class PeerMedia:
             return
         receive, transmit = sessions
         self.sink = EgressSink(self._forwarder, transmit.protect, addr)
-        self.speaker.bind(
-            receive.unprotect,
-            ReceiverStatistics(self._inbound.receiver, OPUS_CLOCK_RATE),
-            received_payload_types(self._inbound),
+        statistics = ReceiverStatistics(OPUS_CLOCK_RATE)
+        self.speaker.bind(receive, statistics, received_payload_types(self._inbound))
+        sources = ReportSources(
+            rtcp_ssrc=sender_ssrc(self._inbound.sender),
+            cname=connection_cname(self.pc),
+            receiver_blocks=statistics.report_blocks,
+            streams=self.slots.streams,
         )
+        self._spawn(send_reports(sources, self.sink.send_report(transmit.protect_rtcp)))
         for protocol in shared_protocols(dtls):
             protocol.srtp_handler = self.speaker.on_srtp
         self.slots.activate(self.sink)

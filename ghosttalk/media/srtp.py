@@ -2,9 +2,9 @@
 
 pylibsrtp's ``Session.protect``/``unprotect`` allocate a length cell, check types and copy through a Python
 method on every call: about a third of the cost of protecting an 80-byte packet. The forwarder calls them
-once per ingress packet and once per receiver, so it uses the same libsrtp context through pylibsrtp's own
-cffi binding, with a buffer and length cell of its own per transform. Anything not recognisably a bound
-``Session.protect``/``unprotect`` of a pylibsrtp that exposes these is used as it is.
+once per ingress packet and once per receiver (and ``unprotect_rtcp`` per incoming report), so it uses the
+same libsrtp context through pylibsrtp's own cffi binding, with a buffer and length cell of its own per
+transform. Anything not recognisably such a bound method of a pylibsrtp that exposes these is used as is.
 ``tests/test_srtp.py`` checks that both paths produce the same bytes.
 """
 
@@ -27,8 +27,8 @@ _PROTECT_TRAILER = 144
 
 
 def fast_transform(method: Transform) -> Transform:
-    """An equivalent of ``session.protect`` or ``session.unprotect`` (given as that bound method) that
-    skips pylibsrtp's per-call wrapper; raises ``pylibsrtp.Error`` and ``ValueError`` as pylibsrtp does."""
+    """An equivalent of ``session.protect``, ``unprotect`` or ``unprotect_rtcp`` (given as that bound method)
+    that skips pylibsrtp's per-call wrapper; raises ``pylibsrtp.Error`` and ``ValueError`` as pylibsrtp does."""
     session = getattr(method, "__self__", None)
     name = getattr(method, "__name__", "")
     context = getattr(session, "_srtp", None)
@@ -38,6 +38,8 @@ def fast_transform(method: Transform) -> Transform:
         return _transform(session, lib.srtp_protect, _PROTECT_TRAILER)
     if name == "unprotect":
         return _transform(session, lib.srtp_unprotect, 0)
+    if name == "unprotect_rtcp":
+        return _transform(session, lib.srtp_unprotect_rtcp, 0)
     return method
 
 
