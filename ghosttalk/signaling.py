@@ -112,6 +112,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES,
             # A client that never answers our close frame (frozen, network gone) must not hold up SIGTERM.
             timeout=CLOSE_HANDSHAKE_SECONDS,
+            # No permessage-deflate: a few small messages a minute do not pay for the ~120 kB of zlib state
+            # that every browser's connection (they all offer it) would otherwise keep.
+            compress=False,
         )
         await ws.prepare(request)
         session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
@@ -184,6 +187,9 @@ class SignalingSession:
                 return
             finally:
                 peer.outbox.task_done()
+                # Not kept while waiting for the next message: orjson's buffer behind an SDP offer is several
+                # times its length, 30-120 kB per person held for nothing.
+                del data
 
     async def _read(self, peer: Peer) -> None:
         async for message in self.ws:

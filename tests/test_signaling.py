@@ -64,6 +64,16 @@ async def test_twelve_unicode_characters_are_a_fine_name(shared_server: ServerPr
         assert member.peers[member.self_id or ""].name == name
 
 
+async def test_websocket_compression_is_declined(shared_server: ServerProcess) -> None:
+    """Browsers all offer permessage-deflate; accepting it would cost ~120 kB of zlib state per person."""
+    url = shared_server.url.replace("http", "ws", 1) + "/ws?room=deflate&name=zed"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, compress=15) as ws:
+        assert "Sec-WebSocket-Extensions" not in ws._response.headers
+        assert ws.compress == 0
+        first = orjson.loads(await ws.receive_str(timeout=5))
+        assert first["type"] == "room_state"
+
+
 async def next_error(client: Client, count_before: int) -> str:
     await client.wait_for(lambda: len(client.errors) > count_before, 5)
     return client.errors[count_before]
