@@ -90,8 +90,12 @@ async def test_a_fresh_connection_exposes_what_the_adapter_reads() -> None:
         aiortc_adapter.update_sender_report(transceiver.sender, 3, 30, 99, 7)
         assert transceiver.sender._RTCRtpSender__packet_count == 3
         statistics.sender_report(1234, 0x0001000200030004)
+        statistics.sender_report(999, 0x0001000200030004)  # a source we never heard: not reported on
         (block,) = statistics.report_blocks()
         assert (block.ssrc, block.lsr, block.highest_sequence) == (1234, 0x00020003, 10)
+        for ssrc in range(100):  # a peer cycling SSRCs: bounded, newest kept
+            statistics.add(ssrc, 1, 960)
+        assert [b.ssrc for b in statistics.report_blocks()] == list(range(100))[-aiortc_adapter.MAX_REPORTED_SOURCES :]
         offer = await pc.createOffer()
         assert f"cname:{aiortc_adapter.connection_cname(pc)}" in offer.sdp
     finally:

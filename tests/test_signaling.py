@@ -8,9 +8,10 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import pytest
+from aiortc import RTCPeerConnection
 
 from ghosttalk.client import Client, ClientOptions
-from tests.helpers import clients
+from tests.helpers import clients, udp_sockets
 from tests.serverproc import ServerProcess
 
 SDP_WITHOUT_AUDIO = """v=0\r
@@ -94,10 +95,15 @@ async def next_error(client: Client, count_before: int) -> str:
         ('{"type": "answer", "sdp": 5}', "'sdp' string"),
         ('{"type": "candidate", "candidate": 5}', "object or null"),
         ('{"type": "candidate", "candidate": {"candidate": 5}}', "'candidate' string"),
-        ('{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host"}}',
-         "sdpMid or sdpMLineIndex"),
-        ('{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host", '
-         '"sdpMid": "99"}}', "unknown sdpMid"),
+        (
+            '{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host"}}',
+            "sdpMid or sdpMLineIndex",
+        ),
+        (
+            '{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host", '
+            '"sdpMid": "99"}}',
+            "unknown sdpMid",
+        ),
         ('{"type": "candidate", "candidate": {"candidate": "garbage", "sdpMid": "0"}}', "does not parse"),
         ('{"type": "heartbeat", "ts": "soon"}', "'ts' must be a number"),
     ],
@@ -125,6 +131,29 @@ async def test_trickled_mdns_and_ip_candidates_are_accepted(shared_server: Serve
         await victim.send({"type": "candidate", "candidate": None})
         await assert_still_talking(shared_server, "trickle", [victim, friend])
         assert victim.errors == []
+
+
+async def test_mdns_candidates_inside_an_offer_are_not_resolved(shared_server: ServerProcess) -> None:
+    """A `.local` candidate in the offer itself is dropped like a trickled one: resolving it would make the
+    server multicast (a second UDP socket, on 5353) and hold up the answer."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        mdns = "a=candidate:1 1 udp 2122260223 0c5a8f2e-1b2c-4d3e-8f9a-0123456789ab.local 54321 typ host\r\n"
+        sdp = pc.localDescription.sdp.replace("a=mid:0\r\n", "a=mid:0\r\n" + mdns, 1)
+        assert mdns in sdp
+        url = shared_server.url.replace("http", "ws", 1) + "/ws?room=mdns-offer&name=ann"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            await ws.send_str(orjson.dumps({"type": "offer", "sdp": sdp}).decode())
+            kinds = []
+            while "answer" not in kinds:
+                message = orjson.loads(await ws.receive_str(timeout=2))
+                assert message["type"] != "error", message
+                kinds.append(message["type"])
+            assert udp_sockets(shared_server.pid) == 1
+    finally:
+        await pc.close()
 
 
 async def test_binary_frame_gets_an_error(shared_server: ServerProcess) -> None:

@@ -321,6 +321,10 @@ def skip_decoder_thread(receiver: RTCRtpReceiver) -> None:
     setattr(receiver, "receive", receive_without_decoder)  # noqa: B010 (a per-instance override)
 
 
+# A browser sends one SSRC per track; a few more leave room for a track replaced mid-call.
+MAX_REPORTED_SOURCES = 4
+
+
 class ReceiverStatistics:
     """What our receiver reports say about one person's voice: aiortc's per-stream statistics (loss, jitter),
     fed without its jitter buffer, and their last sender report, as ``RTCRtpReceiver`` keeps them for its own
@@ -358,13 +362,22 @@ class ReceiverStatistics:
 
     def sender_report(self, ssrc: int, ntp_timestamp: int) -> None:
         """A sender report from the speaker: our next receiver report echoes it (LSR) with the delay (DLSR),
-        from which the speaker computes its round-trip time. Exactly what aiortc's receiver records."""
+        from which the speaker computes its round-trip time. What aiortc's receiver records, for the sources
+        we report on."""
+        if ssrc not in self._streams:
+            return
         self._lsr[ssrc] = (ntp_timestamp >> 16) & 0xFFFFFFFF
         self._lsr_time[ssrc] = time.time()
 
     def add(self, ssrc: int, sequence_number: int, timestamp: int) -> None:
         stats = self._streams.get(ssrc)
         if stats is None:
+            if len(self._streams) >= MAX_REPORTED_SOURCES:
+                # A peer cycling through SSRCs must not grow this (or our report past its 31 blocks).
+                oldest = next(iter(self._streams))
+                del self._streams[oldest]
+                self._lsr.pop(oldest, None)
+                self._lsr_time.pop(oldest, None)
             stats = self._streams[ssrc] = StreamStatistics(self._clock_rate)
         self.sequence_number = sequence_number
         self.timestamp = timestamp

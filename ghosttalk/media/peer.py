@@ -76,10 +76,26 @@ class MediaHooks:
     error: Callable[[BaseException], None]
 
 
+def is_mdns_candidate(line: str) -> bool:
+    """Whether an SDP ``candidate`` value hides its address behind an mDNS ``.local`` name."""
+    fields = line.split()
+    return len(fields) > 4 and fields[4].lower().endswith(".local")
+
+
+def without_mdns_candidates(sdp: str) -> str:
+    """The description without ``a=candidate`` lines naming an mDNS host. aioice would resolve them by
+    multicasting from the server (and hold up the negotiation meanwhile); like trickled ones, they are
+    dropped, and the browser's connectivity checks teach us the real address anyway."""
+    lines = sdp.splitlines(keepends=True)
+    kept = [line for line in lines if not (line.startswith("a=candidate:") and is_mdns_candidate(line[12:]))]
+    return sdp if len(kept) == len(lines) else "".join(kept)
+
+
 def parse_description(sdp: object, kind: str) -> str:
     """Check an offer or answer before it touches the connection, so bad input leaves no trace."""
     if not isinstance(sdp, str) or not sdp.strip():
         raise SignalingError(f"{kind} needs an 'sdp' string")
+    sdp = without_mdns_candidates(sdp)
     try:
         description = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises whatever the malformed text provokes
@@ -288,7 +304,7 @@ class PeerMedia:
             except Exception:
                 self._hooks.send({"type": "error", "message": "candidate does not parse"})
                 continue
-            if candidate.ip.endswith(".local"):
+            if is_mdns_candidate(line):
                 # An mDNS name hides a browser's LAN address; we cannot resolve names on someone else's
                 # LAN (and must not multicast from a public server). Its connectivity checks reach us
                 # anyway and teach aioice the real address as a peer-reflexive candidate.
