@@ -27,6 +27,7 @@ from ghosttalk.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm
 from ghosttalk.media.aiortc_adapter import (
     filter_ice_datagrams,
     negotiated_payload_type,
+    receive_rtp_directly,
     srtp_writer,
     tap_rtp,
     update_sender_report,
@@ -126,6 +127,8 @@ class Client:
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self.rejoins = 0
+        # Whether RTP is decrypted in the socket callback (see aiortc_adapter.receive_rtp_directly).
+        self.receives_directly = False
 
     # Joining.
 
@@ -231,7 +234,10 @@ class Client:
     def _on_connection_state(self) -> None:
         assert self.pc is not None
         if self.pc.connectionState == "connected":
-            self._write = srtp_writer(self._transceiver.receiver.transport)
+            dtls = self._transceiver.receiver.transport
+            self._write = srtp_writer(dtls)
+            # A simulated link keeps the socket wrapped in its filter, and so aiortc's receive path.
+            self.receives_directly = self.options.network is None and receive_rtp_directly(dtls, self._on_rtp)
             self._notify()
         elif self.pc.connectionState == "failed":
             self.closed_reason = "ICE or DTLS failed"

@@ -20,6 +20,7 @@ async def test_three_people_each_hear_exactly_the_other_two(shared_server: Serve
     async with clients(shared_server, "three-tones", ["ann", "ben", "cat"], decode=True) as members:
         await asyncio.gather(*(m.play(tone(f, 2.0)) for m, f in zip(members, TONES, strict=True)))
         await asyncio.sleep(0.5)
+        assert all(m.receives_directly for m in members), "the clients' direct receive path is in use"
         for me in members:
             others = {m.self_id: f for m, f in zip(members, TONES, strict=True) if m is not me}
             assert me.speakers() == set(others), "each receives exactly the other two, by peer id"

@@ -202,6 +202,7 @@ async def talk_through_relay(server: ServerProcess, room: str) -> None:
         ben = await Client(server.url, room, "ben", ben_options).connect(timeout=15)
         try:
             await negotiated([ann, ben])
+            assert ann.receives_directly and ben.receives_directly  # relayed datagrams take the direct path too
             payloads = [os.urandom(30) for _ in range(25)]
             for payload in payloads:
                 ann.send_rtp(payload)

@@ -56,6 +56,9 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtcpReceiverInfo
 from OpenSSL import SSL
 
+from ghosttalk.media.rtp import RTCP_PAYLOAD_TYPES
+from ghosttalk.media.srtp import SRTP_ERRORS, fast_transform
+
 PINNED_AIORTC = "1.16.0"
 PINNED_AIOICE = "0.13.0"
 
@@ -407,6 +410,36 @@ def srtp_writer(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
         transport.sendto(protect(packet), addr)
 
     return write
+
+
+def receive_rtp_directly(dtls: RTCDtlsTransport, handler: Callable[[bytes], None]) -> bool:
+    """For the headless client, once DTLS is up: decrypt SRTP from the remote address in the socket's own
+    callback and hand the RTP to ``handler``, as the server's shared socket does, instead of aioice's STUN
+    parse attempt, queue and task switch and aiortc's receive loop (RTCP and DTLS still go that way). Works
+    through a TURN relay too (aioice hands relayed datagrams to the same protocol object); not applied, and
+    False returned, when something else (a simulated link) already wraps the protocol."""
+    sessions = srtp_sessions(dtls)
+    pair = dtls.transport._connection._nominated.get(1)
+    if sessions is None or pair is None:
+        return False
+    protocol = pair.protocol
+    if type(protocol) is not StunProtocol or "datagram_received" in vars(protocol):
+        return False
+    unprotect = fast_transform(sessions[0].unprotect)
+    remote, original = pair.remote_addr, protocol.datagram_received
+
+    def datagram_received(data: bytes, addr: Address) -> None:
+        if addr == remote and len(data) >= 12 and 127 < data[0] < 192 and data[1] not in RTCP_PAYLOAD_TYPES:
+            try:
+                plain = unprotect(data)
+            except SRTP_ERRORS:
+                return  # a replay or a forgery: dropped, as aiortc would
+            handler(plain)
+        else:
+            original(data, addr)
+
+    setattr(protocol, "datagram_received", datagram_received)  # noqa: B010 (a per-instance override)
+    return True
 
 
 class DatagramFilter(Protocol):

@@ -28,7 +28,7 @@ from ghosttalk.media.rtp import (
     parse_rtp,
     sender_reports,
 )
-from ghosttalk.media.srtp import fast_transform
+from ghosttalk.media.srtp import SRTP_ERRORS, fast_transform
 
 # 64 packets is over a second of one speaker at 50 packets/s, and 7 packets of each of 9 speakers.
 EGRESS_QUEUE_PACKETS = 64
@@ -36,8 +36,6 @@ EGRESS_QUEUE_PACKETS = 64
 # the per-receiver queues absorb (and shed) the excess instead of growing one unbounded shared buffer.
 SOCKET_BACKLOG_BYTES = 256 * 1024
 OPUS_CLOCK_RATE = 48000
-# Failures of a packet's own SRTP transform: that packet is dropped, the stream goes on.
-SRTP_ERRORS = (pylibsrtp.Error, ValueError)
 
 
 class _BufferedTransport(Protocol):

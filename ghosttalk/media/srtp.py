@@ -20,6 +20,8 @@ except ImportError:  # a pylibsrtp without the cffi module we know: the public m
     ffi = lib = None
 
 Transform = Callable[[bytes], bytes]
+# Failures of a packet's own SRTP transform: that packet is dropped, the stream goes on.
+SRTP_ERRORS = (pylibsrtp.Error, ValueError)
 
 # libsrtp's largest RTP packet buffer in pylibsrtp and the trailer protect may append (auth tag + MKI).
 _BUFFER_BYTES = 1500
