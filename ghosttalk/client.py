@@ -28,6 +28,7 @@ from ghosttalk.media.aiortc_adapter import (
     filter_ice_datagrams,
     negotiated_payload_type,
     receive_rtp_directly,
+    sender_ssrc,
     srtp_writer,
     tap_rtp,
     update_sender_report,
@@ -221,7 +222,7 @@ class Client:
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_connection_state)
         self._transceiver = pc.addTransceiver(IdleAudioTrack(), direction="sendrecv")
-        self._ssrc = self._transceiver.sender._ssrc
+        self._ssrc = sender_ssrc(self._transceiver.sender)
         self._packets_sent = self._octets_sent = 0
         await pc.setLocalDescription(await pc.createOffer())
         if self.options.relay_only and " typ relay" not in pc.localDescription.sdp:

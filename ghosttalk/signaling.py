@@ -21,7 +21,7 @@ from ghosttalk.appkeys import BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOW
 from ghosttalk.config import Config
 from ghosttalk.eventlog import EventLog
 from ghosttalk.limits import KeyedRateLimiter, TokenBucket
-from ghosttalk.media.peer import SignalingError
+from ghosttalk.media.description import SignalingError
 from ghosttalk.metrics import Metrics
 from ghosttalk.netaddr import client_ip, origin_allowed
 from ghosttalk.rooms import CloseCode, JoinRefused, Peer, RoomManager

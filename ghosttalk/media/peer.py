@@ -18,7 +18,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import candidate_from_sdp
 
 from ghosttalk.media.aiortc_adapter import (
     ReceiverStatistics,
@@ -36,6 +36,7 @@ from ghosttalk.media.aiortc_adapter import (
     srtp_sessions,
     tap_rtp,
 )
+from ghosttalk.media.description import SignalingError, is_mdns_candidate, parse_description
 from ghosttalk.media.forwarder import OPUS_CLOCK_RATE, EgressSink, Forwarder, Speaker
 from ghosttalk.media.icemux import IceMux
 from ghosttalk.media.outbound import OutboundSlots
@@ -50,10 +51,6 @@ WATCHDOG_TICK_SECONDS = 1.0
 CANDIDATE_TYPE_SETTLE_SECONDS = 3.0
 # Candidates remembered per peer for that (a browser sends a handful).
 MAX_SIGNALLED_CANDIDATES = 64
-
-
-class SignalingError(Exception):
-    """A client message that cannot be applied: the client gets ``error {message}``, the session goes on."""
 
 
 @dataclass(slots=True)
@@ -74,37 +71,6 @@ class MediaHooks:
     failed: Callable[[str], None]
     # A bug in our media code (the peer is then removed through ``failed``).
     error: Callable[[BaseException], None]
-
-
-def is_mdns_candidate(line: str) -> bool:
-    """Whether an SDP ``candidate`` value hides its address behind an mDNS ``.local`` name."""
-    fields = line.split()
-    return len(fields) > 4 and fields[4].lower().endswith(".local")
-
-
-def without_mdns_candidates(sdp: str) -> str:
-    """The description without ``a=candidate`` lines naming an mDNS host. aioice would resolve them by
-    multicasting from the server (and hold up the negotiation meanwhile); like trickled ones, they are
-    dropped, and the browser's connectivity checks teach us the real address anyway."""
-    lines = sdp.splitlines(keepends=True)
-    kept = [line for line in lines if not (line.startswith("a=candidate:") and is_mdns_candidate(line[12:]))]
-    return sdp if len(kept) == len(lines) else "".join(kept)
-
-
-def parse_description(sdp: object, kind: str) -> str:
-    """Check an offer or answer before it touches the connection, so bad input leaves no trace."""
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise SignalingError(f"{kind} needs an 'sdp' string")
-    sdp = without_mdns_candidates(sdp)
-    try:
-        description = SessionDescription.parse(sdp)
-    except Exception as exc:  # aiortc's parser raises whatever the malformed text provokes
-        raise SignalingError(f"{kind} SDP does not parse: {exc.__class__.__name__}") from None
-    if not any(media.kind == "audio" for media in description.media):
-        raise SignalingError(f"{kind} SDP has no audio section")
-    if any(m.ice is None or m.ice.usernameFragment is None or m.dtls is None for m in description.media):
-        raise SignalingError(f"{kind} SDP lacks ICE credentials or a DTLS fingerprint")
-    return sdp
 
 
 class PeerMedia:
