@@ -11,7 +11,7 @@ import aioice
 import aiortc
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
 
 from ghosttalk.media import aiortc_adapter
@@ -70,6 +70,19 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
     # Decoder thread: started by receive(), stopped (and joined) by the private __stop_decoder.
     assert "self.__decoder_thread.start()" in inspect.getsource(RTCRtpReceiver.receive)
     assert "_RTCRtpReceiver__stop_decoder" in vars(RTCRtpReceiver)
+    # What release_unused_receiver and skip_decoder_thread free: made in __init__, used by receive() and
+    # stop() only once started, by __stop_decoder only while the thread runs, and by the RTP handler tap_rtp
+    # replaces. The certificate's fingerprints, which _ReusableCertificate computes once.
+    receiver_init = inspect.getsource(RTCRtpReceiver.__init__)
+    for name in ("__decoder_queue", "__decoder_error", "__rtcp_started", "__rtcp_exited", "__started = False"):
+        assert f"self.{name}" in receiver_init, name
+    assert "        if self.__started:\n" in inspect.getsource(RTCRtpReceiver.stop)
+    assert "if self.__decoder_thread:\n            self.__decoder_queue.put(None)" in inspect.getsource(
+        vars(RTCRtpReceiver)["_RTCRtpReceiver__stop_decoder"]
+    )
+    assert "self.__decoder_error.is_set()" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "await receiver._handle_rtp_packet(" in inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "self.__local_certificate.getFingerprints()" in inspect.getsource(RTCDtlsTransport.getLocalParameters)
     # The peer connection's ICE transports and where it gathers.
     assert "self.__iceTransports" in inspect.getsource(RTCPeerConnection.__init__)
     assert "await self.__gather()" in inspect.getsource(RTCPeerConnection.setLocalDescription)
@@ -119,6 +132,9 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
             await client.setRemoteDescription(server.localDescription)
             fingerprint = identity.certificate().getFingerprints()[0].value
             assert fingerprint in server.localDescription.sdp
+            # A forwarding line, offered once connected: its receiver never starts.
+            forwarding = server.addTransceiver("audio", direction="sendonly")
+            aiortc_adapter.release_unused_receiver(forwarding.receiver)
         for server, client in pairs:
             for _ in range(100):
                 if server.connectionState == "connected" and client.connectionState == "connected":
@@ -132,6 +148,22 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
                 break
             await asyncio.sleep(0.02)
         assert all(s.getTransceivers()[0].receiver._RTCRtpReceiver__decoder_thread is None for s, _ in pairs)
+        for server, client in pairs:
+            await server.setLocalDescription(await server.createOffer())
+            await client.setRemoteDescription(server.localDescription)
+            await client.setLocalDescription(await client.createAnswer())
+            await server.setRemoteDescription(client.localDescription)
+            inbound, forwarding = server.getTransceivers()
+            assert forwarding.currentDirection == "sendonly"
+            for receiver in (inbound.receiver, forwarding.receiver):
+                assert receiver._RTCRtpReceiver__decoder_queue is None
+                assert receiver._RTCRtpReceiver__decoder_error is None
+            assert forwarding.receiver._RTCRtpReceiver__rtcp_started is None
+            await server.getStats()
+        # Computed once, handed out as a fresh list (aiortc's own computation gives the same values).
+        certificate = identity.certificate()
+        assert certificate.getFingerprints() is not certificate.getFingerprints()
+        assert certificate.getFingerprints() == RTCCertificate.getFingerprints(certificate)
     finally:
         for server, client in pairs:
             await server.close()

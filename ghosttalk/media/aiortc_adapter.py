@@ -25,6 +25,8 @@ feature of aiortc 1.16.0 / aioice 0.13.0, so this module reaches into them, and 
   120 kB and a millisecond of CPU each). The server uses one :class:`SharedDtlsIdentity` for all of them.
 * Decoder threads: ``RTCRtpReceiver.receive`` starts a thread that decodes what the jitter buffer hands it.
   The forwarder never lets a packet get there, so :func:`skip_decoder_thread` stops it as soon as it starts.
+  Every transceiver has a receiver, the send-only ones that forward a speaker too; what they would need to
+  receive (queues and events, about 7 kB a line) is freed by :func:`release_unused_receiver`.
 
 ``tests/test_adapter_pins.py`` checks the pinned versions and every attribute used here, so an upgrade
 fails loudly in the suite instead of silently falling back to decoding.
@@ -50,7 +52,7 @@ from aiortc import (
     RTCSessionDescription,
     rtcpeerconnection,
 )
-from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport, SRTPProtectionProfile
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint, RTCDtlsTransport, SRTPProtectionProfile
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtcpReceiverInfo
@@ -254,6 +256,12 @@ class _ReusableCertificate(RTCCertificate):
     def __init__(self, key: Any, cert: Any) -> None:
         super().__init__(key, cert)
         self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
+        self._fingerprints = super().getFingerprints()
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:
+        # aiortc asks for every m-line of every description and hashes the certificate three times each
+        # time; the fingerprints of one certificate never change, and nothing modifies them.
+        return list(self._fingerprints)
 
     def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
         profiles = tuple(profile.openssl_profile for profile in srtp_profiles)
@@ -311,17 +319,43 @@ def connection_cname(pc: RTCPeerConnection) -> str:
     return str(getattr(pc, "_RTCPeerConnection__cname"))  # noqa: B009 (private)
 
 
+# What every RTCRtpReceiver makes for decoding (a thread-safe queue and a thread event, about 5 kB) and for
+# its RTCP loop (two asyncio events, about 2 kB), whether or not it ever receives.
+_DECODER_PLUMBING = ("_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__decoder_error")
+_RTCP_EVENTS = ("_RTCRtpReceiver__rtcp_started", "_RTCRtpReceiver__rtcp_exited")
+
+
+def _release(receiver: RTCRtpReceiver, names: tuple[str, ...]) -> None:
+    # None, not a shared stand-in: should aiortc ever touch one again, it fails loudly instead of mixing
+    # two receivers' traffic.
+    for name in names:
+        setattr(receiver, name, None)
+
+
 def skip_decoder_thread(receiver: RTCRtpReceiver) -> None:
-    """Stop ``receiver``'s decoder thread as soon as ``receive()`` has started it: forwarded audio is never
-    decoded, and an idle thread per person costs memory and an OS thread for nothing."""
+    """Stop ``receiver``'s decoder thread as soon as ``receive()`` has started it, and drop what fed it:
+    forwarded audio is never decoded, and an idle thread per person costs memory and an OS thread for
+    nothing. (aiortc only reads the decoder queue and event while the thread runs, or when its own RTP
+    handler runs, which :func:`tap_rtp` takes over.)"""
     receive = receiver.receive
     stop = getattr(receiver, "_RTCRtpReceiver__stop_decoder")  # noqa: B009 (private)
 
     async def receive_without_decoder(parameters: Any) -> None:
         await receive(parameters)
         stop()
+        _release(receiver, _DECODER_PLUMBING)
 
     setattr(receiver, "receive", receive_without_decoder)  # noqa: B010 (a per-instance override)
+
+
+def release_unused_receiver(receiver: RTCRtpReceiver) -> None:
+    """Free what the receiver of a transceiver that only sends would need to receive. aiortc gives every
+    transceiver a receiver, ours that forward a speaker too, but only calls ``receive()`` on one whose
+    negotiated direction receives, which an answer cannot give a line we offer ``sendonly`` or ``inactive``
+    (``check_answer_directions``); ``stop()`` touches these only after ``receive()``."""
+    if getattr(receiver, "_RTCRtpReceiver__started"):  # noqa: B009 (private)
+        raise RuntimeError("the receiver has started")
+    _release(receiver, _DECODER_PLUMBING + _RTCP_EVENTS)
 
 
 # A browser sends one SSRC per track; a few more leave room for a track replaced mid-call.

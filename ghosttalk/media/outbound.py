@@ -13,7 +13,13 @@ from typing import NoReturn
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
 
-from ghosttalk.media.aiortc_adapter import negotiated_payload_type, quiet_rtcp, sender_ssrc, set_stream_identity
+from ghosttalk.media.aiortc_adapter import (
+    negotiated_payload_type,
+    quiet_rtcp,
+    release_unused_receiver,
+    sender_ssrc,
+    set_stream_identity,
+)
 from ghosttalk.media.forwarder import EgressSink, OutboundStream, Speaker, StreamPosition
 
 
@@ -73,6 +79,7 @@ class OutboundSlots:
         if slot is None:
             transceiver = self._pc.addTransceiver(IdleAudioTrack(), direction="sendonly")
             quiet_rtcp(transceiver.sender)  # the connection's own report loop covers this stream
+            release_unused_receiver(transceiver.receiver)
             slot = OutboundSlot(transceiver, StreamPosition.random())
             self._slots.append(slot)
         slot.speaker_id, slot.speaker = speaker_id, speaker

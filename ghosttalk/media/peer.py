@@ -14,11 +14,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdatachannel import RTCDataChannel
-from aiortc.rtcrtptransceiver import RTCRtpTransceiver
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from ghosttalk.media.aiortc_adapter import (
     ReceiverStatistics,
@@ -36,7 +35,12 @@ from ghosttalk.media.aiortc_adapter import (
     srtp_sessions,
     tap_rtp,
 )
-from ghosttalk.media.description import SignalingError, is_mdns_candidate, parse_description
+from ghosttalk.media.description import (
+    SignalingError,
+    check_answer_directions,
+    is_mdns_candidate,
+    parse_description,
+)
 from ghosttalk.media.forwarder import OPUS_CLOCK_RATE, EgressSink, Forwarder, Speaker
 from ghosttalk.media.icemux import IceMux
 from ghosttalk.media.outbound import OutboundSlots
@@ -51,6 +55,10 @@ WATCHDOG_TICK_SECONDS = 1.0
 CANDIDATE_TYPE_SETTLE_SECONDS = 3.0
 # Candidates remembered per peer for that (a browser sends a handful).
 MAX_SIGNALLED_CANDIDATES = 64
+# What every audio m-line negotiates: the forwarder relays Opus untouched to everyone, so a speaker's codec
+# must be one every listener accepts. (The answer would otherwise carry G.722, PCMU and PCMA too, into every
+# later offer and into the descriptions each connection keeps.)
+OPUS_ONLY = [codec for codec in RTCRtpSender.getCapabilities("audio").codecs if codec.mimeType.lower() == "audio/opus"]
 
 
 @dataclass(slots=True)
@@ -94,7 +102,11 @@ class PeerMedia:
         self._forwarder = forwarder
         self._hooks = hooks
         self._limits = limits
-        self._inbound: RTCRtpTransceiver | None = None
+        # The browser's voice: its first offer's audio m-line takes this transceiver (the first without a mid),
+        # made now so that the answer already carries our codec preference.
+        self._inbound = self.pc.addTransceiver("audio", direction="recvonly")
+        self._inbound.setCodecPreferences(OPUS_ONLY)
+        self._adopted = False
         self._early_speakers: dict[str, Speaker] = {}
         # Address -> type of every candidate the peer trickled (for the honest ICE_CONNECTED type).
         self._signalled: dict[tuple[str, int], str] = {}
@@ -132,7 +144,7 @@ class PeerMedia:
     # Speakers (called by the room).
 
     def add_speaker(self, speaker_id: str, speaker: Speaker) -> None:
-        if self._inbound is None:
+        if not self._remote_set.is_set():
             # Transceivers added before the browser's first offer would be matched to its m-line; wait.
             self._early_speakers[speaker_id] = speaker
             return
@@ -146,19 +158,19 @@ class PeerMedia:
     # Client messages.
 
     async def handle_offer(self, sdp: object) -> None:
-        text = parse_description(sdp, "offer")
+        text, _ = parse_description(sdp, "offer")
         async with self._sdp_lock:
             if self._closed:
                 return
             # Transceivers added but not offered yet count as a collision too: aiortc cannot answer past them.
-            pending = self._inbound is not None and any(t.mid is None for t in self.pc.getTransceivers())
+            pending = self._remote_set.is_set() and any(t.mid is None for t in self.pc.getTransceivers())
             if self.pc.signalingState == "have-local-offer" or pending:
                 # Collision: we are impolite. The browser rolls back and answers our offer; whatever it
                 # wanted to change it will offer again once stable.
                 logger.debug("peer %s: dropped a colliding offer", self.peer_id)
                 return
             await self._apply_remote(text, "offer")
-            if self._inbound is None:
+            if not self._adopted:
                 self._adopt_inbound()
             answer = await self.pc.createAnswer()
             gather_on_shared_socket(self.pc, self._mux, self._mux.advertised)
@@ -173,17 +185,19 @@ class PeerMedia:
             self._request_offer()
 
     async def handle_answer(self, sdp: object) -> None:
-        text = parse_description(sdp, "answer")
+        text, answer = parse_description(sdp, "answer")
         async with self._sdp_lock:
             if self._closed:
                 return
             if self.pc.signalingState != "have-local-offer":
                 raise SignalingError("answer without an outstanding offer")
+            offer = self.pc.localDescription.sdp
             try:
+                check_answer_directions(SessionDescription.parse(offer), answer)
                 await self._apply_remote(text, "answer")
             except SignalingError:
                 # We cannot roll back: repeat our offer so that a well-behaved client can answer again.
-                self._hooks.send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+                self._hooks.send({"type": "offer", "sdp": offer})
                 raise
             self.slots.round += 1
             self._refresh_payload_types()
@@ -222,8 +236,8 @@ class PeerMedia:
             raise SignalingError(f"{kind} rejected: {exc}") from None
 
     def _adopt_inbound(self) -> None:
-        """The browser's first audio transceiver carries its voice to us; our forwarding tracks follow."""
-        self._inbound = next(t for t in self.pc.getTransceivers() if t.kind == "audio")
+        """The browser's first offer is in: its voice will arrive on ``_inbound``; our forwarding tracks follow."""
+        self._adopted = True
         tap_rtp(self._inbound.receiver.transport, self.speaker.on_rtp)
         skip_decoder_thread(self._inbound.receiver)
         quiet_rtcp(self._inbound.receiver)  # reported on by the connection's own loop, started once connected
@@ -233,8 +247,7 @@ class PeerMedia:
 
     def _refresh_payload_types(self) -> None:
         # Each negotiation may remap payload types; the forwarder accepts whatever is in force.
-        if self._inbound is not None:
-            self.speaker.payload_types = received_payload_types(self._inbound)
+        self.speaker.payload_types = received_payload_types(self._inbound)
 
     def _request_offer(self) -> None:
         self._needs_offer = True
@@ -252,7 +265,6 @@ class PeerMedia:
             ):
                 return  # an answer or the first offer will call us again
             self._needs_offer = False
-            assert self._inbound is not None  # set with the first offer, before _remote_set
             offer = await create_offer_keeping_negotiated(self.pc, self._inbound)
             gather_on_shared_socket(self.pc, self._mux, self._mux.advertised)
             await self.pc.setLocalDescription(offer)
@@ -303,7 +315,6 @@ class PeerMedia:
             self._hooks.failed("ICE or DTLS failed")
 
     def _on_connected(self) -> None:
-        assert self._inbound is not None
         dtls = self._inbound.receiver.transport
         sessions = srtp_sessions(dtls)
         addr = selected_remote_address(dtls)
@@ -334,7 +345,6 @@ class PeerMedia:
     async def _settle_candidate_type(self) -> None:
         """Media flows already; the report waits a moment for the trickled candidate behind a peer-reflexive
         address, so that the log says relay (say) rather than prflx for a TURN user."""
-        assert self._inbound is not None
         dtls = self._inbound.receiver.transport
         deadline = time.monotonic() + CANDIDATE_TYPE_SETTLE_SECONDS
         while self.candidate_type == "prflx" and time.monotonic() < deadline:
@@ -352,7 +362,7 @@ class PeerMedia:
         while True:
             await asyncio.sleep(WATCHDOG_TICK_SECONDS)
             now = time.monotonic()
-            if self._inbound is None and now - self._created_at > limits.offer_timeout:
+            if not self._adopted and now - self._created_at > limits.offer_timeout:
                 self._hooks.failed(f"no offer within {limits.offer_timeout:g} s")
                 return
             if self._connected_at is None:
