@@ -13,12 +13,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
@@ -33,7 +33,6 @@ from ghosttalk.media.aiortc_adapter import (
     tap_rtp,
     update_sender_report,
 )
-from ghosttalk.media.outbound import IdleAudioTrack
 from ghosttalk.media.rtp import build_rtp, ntp_now, parse_rtp
 from ghosttalk.netsim import LinkConditions
 
@@ -42,6 +41,18 @@ REJOIN_FIRST_DELAY = 0.25
 REJOIN_MAX_DELAY = 2.0
 # Errors after which rejoining cannot succeed.
 FINAL_ERRORS = frozenset({"Room full"})
+
+
+class IdleAudioTrack(MediaStreamTrack):
+    """The track behind the client's sender. The client writes its own RTP; aiortc's send loop waits on
+    ``recv`` for ever, which costs nothing (without a track it would poll every 20 ms)."""
+
+    kind = "audio"
+
+    async def recv(self) -> NoReturn:
+        # Never resolves; cancelled with the sender's task when the connection closes.
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
 
 
 class JoinError(Exception):

@@ -49,12 +49,17 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
     offer_source = inspect.getsource(RTCPeerConnection.createOffer)
     assert "CODECS[transceiver.kind]" in offer_source and "HEADER_EXTENSIONS[transceiver.kind]" in offer_source
     assert "await" not in offer_source.split('"""')[-1]
-    # RTCP: send()/receive() start self._run_rtcp(), and stop() waits on its start/exit events (quiet_rtcp).
+    # Loops (skip_loops): send() starts self._run_rtp(codec) and self._run_rtcp(), receive() the latter; stop()
+    # waits on their start/exit events and cancels the tasks. Nothing else waits on those events.
     for endpoint in (RTCRtpSender, RTCRtpReceiver):
         starter = inspect.getsource(endpoint.send if endpoint is RTCRtpSender else endpoint.receive)
         assert "asyncio.ensure_future(self._run_rtcp())" in starter
         stop = inspect.getsource(endpoint.stop)
         assert "self.__rtcp_started.wait()" in stop and "self.__rtcp_exited.wait()" in stop
+        assert inspect.getsource(endpoint).count("_started.wait()") == (2 if endpoint is RTCRtpSender else 1)
+    assert "asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))" in inspect.getsource(RTCRtpSender.send)
+    sender_stop = inspect.getsource(RTCRtpSender.stop)
+    assert "self.__rtp_started.wait()" in sender_stop and "self.__rtp_exited.wait()" in sender_stop
     # The CNAME a connection's SDP carries, and the receiver's own report fields.
     assert "self.__cname =" in inspect.getsource(RTCPeerConnection.__init__)
     statistics_source = inspect.getsource(StreamStatistics)
@@ -128,12 +133,14 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
             await server.setRemoteDescription(client.localDescription)
             receiver = server.getTransceivers()[0].receiver
             aiortc_adapter.skip_decoder_thread(receiver)
+            aiortc_adapter.skip_loops(receiver)
             await server.setLocalDescription(await server.createAnswer())
             await client.setRemoteDescription(server.localDescription)
             fingerprint = identity.certificate().getFingerprints()[0].value
             assert fingerprint in server.localDescription.sdp
             # A forwarding line, offered once connected: its receiver never starts.
             forwarding = server.addTransceiver("audio", direction="sendonly")
+            aiortc_adapter.skip_loops(forwarding.sender)
             aiortc_adapter.release_unused_receiver(forwarding.receiver)
         for server, client in pairs:
             for _ in range(100):
@@ -160,6 +167,12 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
                 assert receiver._RTCRtpReceiver__decoder_error is None
             assert forwarding.receiver._RTCRtpReceiver__rtcp_started is None
             await server.getStats()
+        # The skipped loops have ended (aiortc started them once the new line connected): nothing waits.
+        await asyncio.sleep(0.1)
+        for server, _ in pairs:
+            inbound, forwarding = server.getTransceivers()
+            tasks = [inbound.receiver._RTCRtpReceiver__rtcp_task, forwarding.sender._RTCRtpSender__rtp_task]
+            assert all(task is not None and task.done() for task in tasks)
         # Computed once, handed out as a fresh list (aiortc's own computation gives the same values).
         certificate = identity.certificate()
         assert certificate.getFingerprints() is not certificate.getFingerprints()

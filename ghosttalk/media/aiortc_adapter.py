@@ -16,10 +16,11 @@ feature of aiortc 1.16.0 / aioice 0.13.0, so this module reaches into them, and 
   offers reuse what the first negotiation settled, on every audio m-line.
 * RTCP: aiortc sends a report per stream every 0.5-1.5 s from a task per sender and receiver, a wake-up per
   stream per second that cost the server more than forwarding some of the streams. The server sends one
-  compound report per connection instead (``ghosttalk.media.reports``) and :func:`quiet_rtcp` keeps aiortc's
-  loops asleep. The loss and jitter those reports carry come from aiortc's ``StreamStatistics``, fed per
-  packet by :class:`ReceiverStatistics`, which also records each speaker's last sender report (from incoming
-  SRTCP, on the fast path too). The headless client keeps aiortc's loops and feeds its sender's counters
+  compound report per connection instead (``ghosttalk.media.reports``), and :func:`skip_loops` replaces
+  aiortc's loops (a sender's RTP loop too: the forwarder writes its packets) with coroutines that end at
+  once. The loss and jitter those reports carry come from aiortc's ``StreamStatistics``, fed per packet by
+  :class:`ReceiverStatistics`, which also records each speaker's last sender report (from incoming SRTCP,
+  on the fast path too). The headless client keeps aiortc's loops and feeds its sender's counters
   (:func:`update_sender_report`) since it writes its own RTP.
 * DTLS identity: aiortc makes a key, a certificate and an OpenSSL context for every connection (about
   120 kB and a millisecond of CPU each). The server uses one :class:`SharedDtlsIdentity` for all of them.
@@ -297,21 +298,31 @@ class SharedDtlsIdentity:
         setattr(pc, "_RTCPeerConnection__certificates", [self.certificate()])  # noqa: B010 (private)
 
 
-def quiet_rtcp(endpoint: RTCRtpSender | RTCRtpReceiver) -> None:
-    """Replace the RTCP loop aiortc starts for this sender or receiver with one that sends nothing and only
-    keeps the start/exit handshake ``stop()`` waits for. Call before it starts (``send``/``receive``)."""
+async def _loop_not_run(*_: object) -> None:
+    """Runs instead of an aiortc loop whose work the server does itself: it ends at once."""
+
+
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
+# stop() waits for each loop's start and exit events. For loops that end at once, one event set for good
+# serves every sender and receiver: a set event is only ever read (waiting on it needs no event loop).
+_LOOP_DONE = _set_event()
+
+
+def skip_loops(endpoint: RTCRtpSender | RTCRtpReceiver) -> None:
+    """Run none of aiortc's loops for this sender or receiver: the RTCP loop of each, and a sender's RTP loop,
+    which pulls frames from its track. The forwarder writes the RTP and the connection's report loop the
+    RTCP (``ghosttalk.media.reports``), so no task, timer or track waits per stream. Call before ``send()`` or
+    ``receive()`` starts them."""
     prefix = f"_{type(endpoint).__name__}"
-    started: asyncio.Event = getattr(endpoint, f"{prefix}__rtcp_started")
-    exited: asyncio.Event = getattr(endpoint, f"{prefix}__rtcp_exited")
-
-    async def run_rtcp() -> None:
-        started.set()
-        try:
-            await asyncio.get_running_loop().create_future()
-        except asyncio.CancelledError:
-            exited.set()  # as aiortc's own loop does, swallowing the cancellation stop() sends
-
-    setattr(endpoint, "_run_rtcp", run_rtcp)  # noqa: B010 (a per-instance override)
+    for loop in ("rtp", "rtcp") if isinstance(endpoint, RTCRtpSender) else ("rtcp",):
+        setattr(endpoint, f"_run_{loop}", _loop_not_run)  # a per-instance override
+        setattr(endpoint, f"{prefix}__{loop}_started", _LOOP_DONE)
+        setattr(endpoint, f"{prefix}__{loop}_exited", _LOOP_DONE)
 
 
 def connection_cname(pc: RTCPeerConnection) -> str:

@@ -7,32 +7,18 @@ fires a fresh ``track`` event with the new MediaStream id instead of silently re
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import NoReturn
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from ghosttalk.media.aiortc_adapter import (
     negotiated_payload_type,
-    quiet_rtcp,
     release_unused_receiver,
     sender_ssrc,
     set_stream_identity,
+    skip_loops,
 )
 from ghosttalk.media.forwarder import EgressSink, OutboundStream, Speaker, StreamPosition
-
-
-class IdleAudioTrack(MediaStreamTrack):
-    """The track behind every forwarding sender. aiortc's send loop waits on ``recv`` for ever, which costs
-    nothing; packets are written by the forwarder instead. (Without a track aiortc would poll every 20 ms.)"""
-
-    kind = "audio"
-
-    async def recv(self) -> NoReturn:
-        # Never resolves; cancelled with the sender's task when the transceiver or connection closes.
-        await asyncio.get_running_loop().create_future()
-        raise AssertionError("unreachable")
 
 
 @dataclass(slots=True)
@@ -77,8 +63,9 @@ class OutboundSlots:
             None,
         )
         if slot is None:
-            transceiver = self._pc.addTransceiver(IdleAudioTrack(), direction="sendonly")
-            quiet_rtcp(transceiver.sender)  # the connection's own report loop covers this stream
+            # No track: the forwarder writes this sender's packets, the connection's report loop its RTCP.
+            transceiver = self._pc.addTransceiver("audio", direction="sendonly")
+            skip_loops(transceiver.sender)
             release_unused_receiver(transceiver.receiver)
             slot = OutboundSlot(transceiver, StreamPosition.random())
             self._slots.append(slot)

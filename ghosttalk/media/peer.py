@@ -25,13 +25,13 @@ from ghosttalk.media.aiortc_adapter import (
     connection_cname,
     create_offer_keeping_negotiated,
     gather_on_shared_socket,
-    quiet_rtcp,
     received_payload_types,
     selected_candidate_type,
     selected_remote_address,
     sender_ssrc,
     shared_protocols,
     skip_decoder_thread,
+    skip_loops,
     srtp_sessions,
     tap_rtp,
 )
@@ -106,6 +106,7 @@ class PeerMedia:
         # made now so that the answer already carries our codec preference.
         self._inbound = self.pc.addTransceiver("audio", direction="recvonly")
         self._inbound.setCodecPreferences(OPUS_ONLY)
+        skip_loops(self._inbound.sender)  # it never sends (its RTCP SSRC signs our reports)
         self._adopted = False
         self._early_speakers: dict[str, Speaker] = {}
         # Address -> type of every candidate the peer trickled (for the honest ICE_CONNECTED type).
@@ -240,7 +241,7 @@ class PeerMedia:
         self._adopted = True
         tap_rtp(self._inbound.receiver.transport, self.speaker.on_rtp)
         skip_decoder_thread(self._inbound.receiver)
-        quiet_rtcp(self._inbound.receiver)  # reported on by the connection's own loop, started once connected
+        skip_loops(self._inbound.receiver)  # reported on by the connection's own loop, started once connected
         self._heartbeat = self.pc.createDataChannel("heartbeat")
         self._heartbeat.on("message", self._on_heartbeat_message)
         self._needs_offer = True
