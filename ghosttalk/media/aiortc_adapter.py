@@ -257,11 +257,13 @@ class _ReusableCertificate(RTCCertificate):
     def __init__(self, key: Any, cert: Any) -> None:
         super().__init__(key, cert)
         self._contexts: dict[tuple[bytes, ...], SSL.Context] = {}
-        self._fingerprints = super().getFingerprints()
+        # SHA-256 alone: the hash the certificate is signed with, the one every browser sends and checks
+        # (aiortc would add SHA-384 and SHA-512 to every m-line of every description, about 400 bytes each).
+        self._fingerprints = [f for f in super().getFingerprints() if f.algorithm == "sha-256"]
 
     def getFingerprints(self) -> list[RTCDtlsFingerprint]:
-        # aiortc asks for every m-line of every description and hashes the certificate three times each
-        # time; the fingerprints of one certificate never change, and nothing modifies them.
+        # aiortc asks for every m-line of every description and would hash the certificate each time; the
+        # fingerprint of one certificate never changes, and nothing modifies it.
         return list(self._fingerprints)
 
     def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> SSL.Context:
