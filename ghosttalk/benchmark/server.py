@@ -92,7 +92,8 @@ class LocalServer:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--rtc-udp-port", str(self.rtc_port), "--rtc-host", "127.0.0.1", "--rtc-bind", "127.0.0.1",
             "--data-dir", str(Path(self._dir.name) / "data"),
-            "--admin-key", secrets.token_urlsafe(16),
+            # One argument: a random key may begin with "-", which argparse would take for an option.
+            f"--admin-key={secrets.token_urlsafe(16)}",
             "--log-level", "warning",
             # Every synthetic client comes from 127.0.0.1: the per-address limits must not bind.
             "--max-conns-per-ip", str(peers + 10),
