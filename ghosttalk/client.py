@@ -24,15 +24,10 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
 from ghosttalk.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
-from ghosttalk.media.aiortc_adapter import (
-    filter_ice_datagrams,
-    negotiated_payload_type,
-    receive_rtp_directly,
-    sender_ssrc,
-    srtp_writer,
-    tap_rtp,
-    update_sender_report,
-)
+from ghosttalk.media.aiortc_adapter.dtls import receive_rtp_directly, srtp_writer, tap_rtp
+from ghosttalk.media.aiortc_adapter.ice import filter_ice_datagrams
+from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc
+from ghosttalk.media.aiortc_adapter.rtcp import update_sender_report
 from ghosttalk.media.rtp import build_rtp, ntp_now, parse_rtp
 from ghosttalk.netsim import LinkConditions
 
@@ -139,7 +134,7 @@ class Client:
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self.rejoins = 0
-        # Whether RTP is decrypted in the socket callback (see aiortc_adapter.receive_rtp_directly).
+        # Whether RTP is decrypted in the socket callback (see aiortc_adapter.dtls.receive_rtp_directly).
         self.receives_directly = False
 
     # Joining.

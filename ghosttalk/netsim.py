@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ghosttalk.media.aiortc_adapter import Address
+from ghosttalk.media.aiortc_adapter.ice import Address
 
 
 @dataclass

@@ -18,7 +18,7 @@ import orjson
 
 from ghosttalk.config import Config
 from ghosttalk.eventlog import EventLog
-from ghosttalk.media.aiortc_adapter import SharedDtlsIdentity
+from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity
 from ghosttalk.media.forwarder import Forwarder
 from ghosttalk.media.icemux import IceMux, default_host_addresses
 from ghosttalk.media.peer import MediaHooks, MediaLimits, PeerMedia

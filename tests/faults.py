@@ -35,7 +35,7 @@ from urllib.parse import urlencode
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from ghosttalk.client import Client, ClientOptions, IdleAudioTrack, ReceivedPacket
-from ghosttalk.media.aiortc_adapter import filter_ice_datagrams
+from ghosttalk.media.aiortc_adapter.ice import filter_ice_datagrams
 from ghosttalk.netsim import LinkConditions
 from tests.helpers import admin_json, negotiated
 from tests.serverproc import ROOT, TEST_ADMIN_KEY, ServerProcess

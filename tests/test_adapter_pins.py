@@ -1,4 +1,4 @@
-"""Fails loudly when aiortc/aioice move under the adapter (ghosttalk/media/aiortc_adapter.py)."""
+"""Fails loudly when aiortc/aioice move under the adapter (the ghosttalk.media.aiortc_adapter package)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
 
 from ghosttalk.media import aiortc_adapter
+from ghosttalk.media.aiortc_adapter import dtls, endpoints, ice, negotiation, rtcp
 from tests.serverproc import ServerProcess
 
 
@@ -97,15 +98,15 @@ async def test_a_fresh_connection_exposes_what_the_adapter_reads() -> None:
     pc = RTCPeerConnection()
     try:
         transceiver = pc.addTransceiver("audio")
-        dtls = transceiver.receiver.transport
-        assert aiortc_adapter._ice_transports(pc) == {dtls.transport}
-        assert aiortc_adapter.srtp_sessions(dtls) is None
-        assert aiortc_adapter.selected_remote_address(dtls) is None
-        aiortc_adapter.tap_rtp(dtls, lambda data: None)
-        assert "_handle_rtp_data" in vars(dtls)
-        statistics = aiortc_adapter.ReceiverStatistics(48000)
+        transport = transceiver.receiver.transport
+        assert ice._ice_transports(pc) == {transport.transport}
+        assert dtls.srtp_sessions(transport) is None
+        assert ice.selected_remote_address(transport) is None
+        dtls.tap_rtp(transport, lambda data: None)
+        assert "_handle_rtp_data" in vars(transport)
+        statistics = rtcp.ReceiverStatistics(48000)
         statistics.add(1234, 10, 960)
-        aiortc_adapter.update_sender_report(transceiver.sender, 3, 30, 99, 7)
+        rtcp.update_sender_report(transceiver.sender, 3, 30, 99, 7)
         assert transceiver.sender._RTCRtpSender__packet_count == 3
         statistics.sender_report(1234, 0x0001000200030004)
         statistics.sender_report(999, 0x0001000200030004)  # a source we never heard: not reported on
@@ -113,9 +114,9 @@ async def test_a_fresh_connection_exposes_what_the_adapter_reads() -> None:
         assert (block.ssrc, block.lsr, block.highest_sequence) == (1234, 0x00020003, 10)
         for ssrc in range(100):  # a peer cycling SSRCs: bounded, newest kept
             statistics.add(ssrc, 1, 960)
-        assert [b.ssrc for b in statistics.report_blocks()] == list(range(100))[-aiortc_adapter.MAX_REPORTED_SOURCES :]
+        assert [b.ssrc for b in statistics.report_blocks()] == list(range(100))[-rtcp.MAX_REPORTED_SOURCES :]
         offer = await pc.createOffer()
-        assert f"cname:{aiortc_adapter.connection_cname(pc)}" in offer.sdp
+        assert f"cname:{negotiation.connection_cname(pc)}" in offer.sdp
     finally:
         await pc.close()
 
@@ -123,7 +124,7 @@ async def test_a_fresh_connection_exposes_what_the_adapter_reads() -> None:
 async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> None:
     """Two aiortc connections on loopback: the side with the shared identity presents its fingerprint, shares
     one OpenSSL context between connections, and keeps no decoder thread once its receiver has started."""
-    identity = aiortc_adapter.SharedDtlsIdentity()
+    identity = dtls.SharedDtlsIdentity()
     pairs = [(RTCPeerConnection(), RTCPeerConnection()) for _ in range(2)]
     try:
         for server, client in pairs:
@@ -132,16 +133,16 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
             await client.setLocalDescription(await client.createOffer())
             await server.setRemoteDescription(client.localDescription)
             receiver = server.getTransceivers()[0].receiver
-            aiortc_adapter.skip_decoder_thread(receiver)
-            aiortc_adapter.skip_loops(receiver)
+            endpoints.skip_decoder_thread(receiver)
+            endpoints.skip_loops(receiver)
             await server.setLocalDescription(await server.createAnswer())
             await client.setRemoteDescription(server.localDescription)
             fingerprint = identity.certificate().getFingerprints()[0].value
             assert fingerprint in server.localDescription.sdp
             # A forwarding line, offered once connected: its receiver never starts.
             forwarding = server.addTransceiver("audio", direction="sendonly")
-            aiortc_adapter.skip_loops(forwarding.sender)
-            aiortc_adapter.release_unused_receiver(forwarding.receiver)
+            endpoints.skip_loops(forwarding.sender)
+            endpoints.release_unused_receiver(forwarding.receiver)
         for server, client in pairs:
             for _ in range(100):
                 if server.connectionState == "connected" and client.connectionState == "connected":

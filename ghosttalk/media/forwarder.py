@@ -19,7 +19,8 @@ from typing import Protocol, cast
 
 import pylibsrtp
 
-from ghosttalk.media.aiortc_adapter import Address, ReceiverStatistics
+from ghosttalk.media.aiortc_adapter.ice import Address
+from ghosttalk.media.aiortc_adapter.rtcp import ReceiverStatistics
 from ghosttalk.media.rtp import (
     RTCP_PAYLOAD_TYPES,
     RTP_HEADER,

@@ -21,7 +21,7 @@ from typing import cast
 
 import ifaddr
 
-from ghosttalk.media.aiortc_adapter import Address, SharedSocketStunProtocol
+from ghosttalk.media.aiortc_adapter.ice import Address, SharedSocketStunProtocol
 
 logger = logging.getLogger(__name__)
 

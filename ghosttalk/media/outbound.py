@@ -11,13 +11,8 @@ from dataclasses import dataclass
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
-from ghosttalk.media.aiortc_adapter import (
-    negotiated_payload_type,
-    release_unused_receiver,
-    sender_ssrc,
-    set_stream_identity,
-    skip_loops,
-)
+from ghosttalk.media.aiortc_adapter.endpoints import release_unused_receiver, skip_loops
+from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc, set_stream_identity
 from ghosttalk.media.forwarder import EgressSink, OutboundStream, Speaker, StreamPosition
 
 

@@ -19,22 +19,21 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from ghosttalk.media.aiortc_adapter import (
-    ReceiverStatistics,
-    SharedDtlsIdentity,
-    connection_cname,
-    create_offer_keeping_negotiated,
+from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity, srtp_sessions, tap_rtp
+from ghosttalk.media.aiortc_adapter.endpoints import skip_decoder_thread, skip_loops
+from ghosttalk.media.aiortc_adapter.ice import (
     gather_on_shared_socket,
-    received_payload_types,
     selected_candidate_type,
     selected_remote_address,
-    sender_ssrc,
     shared_protocols,
-    skip_decoder_thread,
-    skip_loops,
-    srtp_sessions,
-    tap_rtp,
 )
+from ghosttalk.media.aiortc_adapter.negotiation import (
+    connection_cname,
+    create_offer_keeping_negotiated,
+    received_payload_types,
+    sender_ssrc,
+)
+from ghosttalk.media.aiortc_adapter.rtcp import ReceiverStatistics
 from ghosttalk.media.description import (
     SignalingError,
     check_answer_directions,

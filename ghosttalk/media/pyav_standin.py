@@ -8,7 +8,7 @@ them is a placeholder class: good for the annotations, ``Union``\\ s and ``isins
 at import time, and refusing to be instantiated, so that anything trying to encode or decode in the server
 fails loudly instead of quietly pulling FFmpeg in.
 
-This is part of the adapter contract with aiortc (``aiortc_adapter.py`` holds the rest; this piece must act
+This is part of the adapter contract with aiortc (the ``aiortc_adapter`` package holds the rest; this piece must act
 before aiortc is imported, so it cannot live there). ``tests/test_adapter_pins.py`` imports the server under the
 stand-in in a fresh interpreter and negotiates a connection, and checks a running server has no FFmpeg mapped.
 The headless client and ``ghosttalk join`` use the real PyAV: they encode and decode.

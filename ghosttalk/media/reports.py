@@ -11,7 +11,7 @@ over [0.5, 1.5] as the RFC asks), one SRTCP packet holding:
   timestamps for the same instant (the moment of sending),
 * an SDES chunk with the connection's CNAME for each of those SSRCs.
 
-aiortc's own report loops do not run (``aiortc_adapter.skip_loops``).
+aiortc's own report loops do not run (``aiortc_adapter.endpoints.skip_loops``).
 """
 
 from __future__ import annotations

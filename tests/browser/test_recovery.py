@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.conftest import TONES
-from tests.browser.helpers import COUNT_SOCKETS_JS, Person, join, spectrum, wait_until
+from tests.browser.helpers import COUNT_SOCKETS_JS, Person, join, open_page, spectrum, wait_until
 from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -56,7 +56,10 @@ def test_room_full_is_said_and_not_retried(tmp_path: Path, browsers: dict[str, B
     try:
         ann = join(browsers["Ann"], small.url, "tiny", "Ann")
         wait_until(lambda: ann.peer_count() == 1, 10, message="Ann in the room")
-        bob = join(browsers["Bob"], small.url, "tiny", "Bob", init_script=COUNT_SOCKETS_JS)
+        # Not join(): the room view may show for only a moment before "Room full" hides it again.
+        bob = open_page(browsers["Bob"], f"{small.url}/r/tiny", "Bob", init_script=COUNT_SOCKETS_JS)
+        bob.page.fill("#nickname", "Bob")
+        bob.page.click("#btn-join")
         bob.page.wait_for_selector("#join-error[data-i18n='err_room_full']", state="visible", timeout=10_000)
         assert "full" in bob.page.inner_text("#join-error")
         assert "hidden" in (bob.page.get_attribute("#room-view", "class") or "")

@@ -1,0 +1,41 @@
+"""The one place that opens aiortc's and aioice's private parts.
+
+GhostTalk forwards RTP without decoding and runs every peer's ICE on one UDP socket; neither is a public
+feature of aiortc 1.16.0 / aioice 0.13.0, so this package reaches into them, and nothing else does. One
+module per concern:
+
+* ``ice``: ICE on the shared socket (aioice's candidate gathering replaced per connection, the selected
+  pair), and the headless client's datagram filter.
+* ``dtls``: one DTLS identity and OpenSSL context for every connection (:class:`dtls.SharedDtlsIdentity`),
+  the SRTP sessions the fast path uses, aiortc's RTP handler taken over (``tap_rtp``), and the headless
+  client's direct SRTP send and receive.
+* ``negotiation``: offers that keep what the browser's first negotiation settled (payload types,
+  header-extension ids), and what was negotiated (payload types, SSRCs, msid, CNAME).
+* ``endpoints``: no aiortc loop per stream (``skip_loops``: the forwarder writes RTP and the connection's
+  report loop RTCP, ``ghosttalk.media.reports``), no decoder thread, and receivers of send-only lines
+  without what they would need to receive.
+* ``rtcp``: the statistics our receiver reports carry, fed without aiortc's jitter buffer, and the client's
+  sender-report counters.
+
+``ghosttalk.media.pyav_standin`` is the other piece of the contract: it must act before aiortc is imported.
+``tests/test_adapter_pins.py`` checks the pinned versions and every attribute used here, so an upgrade
+fails loudly in the suite instead of silently falling back to decoding.
+"""
+
+from __future__ import annotations
+
+import aioice
+import aiortc
+
+PINNED_AIORTC = "1.16.0"
+PINNED_AIOICE = "0.13.0"
+
+
+def check_pinned_versions() -> None:
+    """Refuse to run on aiortc/aioice versions whose internals this package has not been checked against."""
+    found = (aiortc.__version__, aioice.__version__)
+    if found != (PINNED_AIORTC, PINNED_AIOICE):
+        raise RuntimeError(
+            f"GhostTalk's media adapter is written for aiortc {PINNED_AIORTC} and aioice {PINNED_AIOICE}, "
+            f"found aiortc {found[0]} and aioice {found[1]}; install the pinned versions"
+        )
