@@ -109,9 +109,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
     with connections.hold(ip):
         ws = web.WebSocketResponse(
-            heartbeat=config.ws_ping_interval,
-            receive_timeout=config.ws_read_timeout,
-            max_msg_size=MAX_FRAME_BYTES,
+            heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES,
             # A client that never answers our close frame (frozen, network gone) must not hold up SIGTERM.
             timeout=CLOSE_HANDSHAKE_SECONDS,
             # No permessage-deflate: a few small messages a minute do not pay for the ~120 kB of zlib state
@@ -245,15 +243,8 @@ class SignalingSession:
         except Exception as exc:
             # A bug, not bad input: keep the session, say so, and leave a traceback for us to fix it.
             logger.exception("peer %s: %s handler failed", peer.id, kind)
-            self._events.emit(
-                "ERROR",
-                level="error",
-                room=peer.room_id,
-                peer=peer.id,
-                ip=peer.ip,
-                what=f"{kind} handler",
-                error=repr(exc),
-            )
+            self._events.emit("ERROR", level="error", room=peer.room_id, peer=peer.id, ip=peer.ip,
+                              what=f"{kind} handler", error=repr(exc))
             self._reject(peer, "internal", f"server error while handling {kind}")
 
     async def _on_offer(self, peer: Peer, message: dict[str, Any]) -> None:

@@ -34,12 +34,7 @@ from ghosttalk.media.aiortc_adapter.negotiation import (
     sender_ssrc,
 )
 from ghosttalk.media.aiortc_adapter.rtcp import ReceiverStatistics
-from ghosttalk.media.description import (
-    SignalingError,
-    check_answer_directions,
-    is_mdns_candidate,
-    parse_description,
-)
+from ghosttalk.media.description import SignalingError, check_answer_directions, is_mdns_candidate, parse_description
 from ghosttalk.media.forwarder import OPUS_CLOCK_RATE, EgressSink, Forwarder, Speaker
 from ghosttalk.media.icemux import IceMux
 from ghosttalk.media.outbound import OutboundSlots
