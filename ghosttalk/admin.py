@@ -1,14 +1,20 @@
 """``/admin``: the operator's panel and its JSON API.
 
-``GET /admin?key=K`` (or header ``X-Admin-Key: K``) serves the panel; ``action=stats|logs|rooms|bans`` answer
-JSON to GET, and ``action=ban|unban|kick`` change state and therefore accept only POST (a link or an image
-tag cannot ban anyone). Keys are compared in constant time and never written anywhere: the event log gets
-the operator's address, not what they typed.
+``GET /admin`` serves the panel page, which holds no data: it asks for the key (or reads it once from
+``#key=K`` or ``?key=K``, then takes it out of the address bar) and sends it as ``X-Admin-Key`` with every API
+call. A wrong key offered with the page (``?key=`` or the header) is a 401 as before; a request that offers
+no key at all gets 401 too but is not a guess, so it is neither logged nor throttled. ``action=stats|logs|
+rooms|bans`` answer JSON to GET, and ``action=ban|unban|kick`` change state and therefore accept only POST (a
+link or an image tag cannot ban anyone). Keys are compared in constant time and never written anywhere: the
+event log gets the operator's address, not what they typed. Wrong keys are throttled per address (the /64
+for IPv6): after a burst of failures the address gets 429 with ``Retry-After`` for every request that
+offers a key, the right one included, so guessing costs minutes per try.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +26,8 @@ from aiohttp import web
 
 from ghosttalk.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, ROOMS, SHUTTING_DOWN, STARTED_AT
 from ghosttalk.bans import entry_text, normalise
-from ghosttalk.netaddr import client_ip
+from ghosttalk.limits import TokenBucket
+from ghosttalk.netaddr import client_ip, limit_key
 from ghosttalk.pages import TEMPLATE_DIR
 from ghosttalk.version import commit, version
 
@@ -33,6 +40,11 @@ PEER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_ADDRESS_LENGTH = 64
 # Failed logins are logged at most this often, so guessing keys cannot flush the real events out of the ring.
 AUTH_FAILURE_LOG_INTERVAL = 10.0
+# Wrong keys per address: this many at once, then five a minute. An operator who mistypes a few times is not
+# locked out; a guesser gets about 7,200 tries a day per /64 instead of thousands a second.
+AUTH_FAILURE_BURST = 10
+AUTH_FAILURES_PER_SECOND = 5 / 60
+AUTH_THROTTLE_MAX_KEYS = 100_000
 
 Params = Mapping[str, str]
 
@@ -50,6 +62,52 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return _json({"error": message}, status=status, headers=headers)
 
 
+def _utf8(text: str) -> bytes:
+    # A header with bytes that are not UTF-8 reaches us as lone surrogates: they must compare unequal, not raise.
+    return text.encode("utf-8", "surrogatepass")
+
+
+class FailureThrottle:
+    """Failed attempts per key: ``burst`` at once, refilled at ``rate`` per second; an empty bucket locks out.
+
+    Buckets that have refilled completely are forgotten when the table is full, so it holds only the keys
+    that failed lately; if it is still full, the oldest entry goes (an attacker spread over that many /64s
+    could otherwise grow it without bound)."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = AUTH_THROTTLE_MAX_KEYS) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """Seconds until ``key`` may try again; 0 when it may now."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def fail(self, key: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._prune(now)
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, updated=now)
+        bucket.take(now)
+
+    def _prune(self, now: float) -> None:
+        for key in [key for key, bucket in self._buckets.items() if bucket.full(now)]:
+            del self._buckets[key]
+        while len(self._buckets) >= self.max_keys:
+            del self._buckets[next(iter(self._buckets))]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
 class AdminPanel:
     def __init__(self) -> None:
         environment = jinja2.Environment(
@@ -59,7 +117,9 @@ class AdminPanel:
         )
         self._template = environment.get_template("admin.html")
         self._failures_unlogged = 0
+        self._throttled_unlogged = 0
         self._last_failure_log = float("-inf")
+        self._throttle = FailureThrottle(AUTH_FAILURES_PER_SECOND, AUTH_FAILURE_BURST)
         self._actions: dict[str, Callable[[web.Request, Params], Awaitable[web.Response]]] = {
             "stats": self._stats,
             "logs": self._logs,
@@ -73,14 +133,29 @@ class AdminPanel:
 
     async def handle(self, request: web.Request) -> web.Response:
         action = request.query.get("action")
-        if not self._authorised(request):
-            self._log_auth_failure(request)
+        offered = request.headers.get("X-Admin-Key") or request.query.get("key") or None
+        if offered is None:
+            if action is None and request.method == "GET":
+                # The page alone holds nothing: it asks for the key, which then travels only in a header.
+                return self._panel()
+            # Not a guess, so neither logged nor throttled: the panel probes once without a key in case a
+            # proxy in front adds the header itself.
+            return _error(401, "wrong or missing admin key")
+        key = limit_key(self._ip(request))
+        wait = self._throttle.retry_after(key)
+        if wait > 0:
+            self._log_auth_failure(request, throttled=True)
+            seconds = max(1, math.ceil(wait))
+            text = f"too many wrong admin keys from your address; try again in {seconds} s"
+            headers = {"Retry-After": str(seconds)}
             if action is None:
-                return web.Response(
-                    text="401 Unauthorized: wrong or missing admin key\n",
-                    status=401,
-                    headers={"Cache-Control": "no-store"},
-                )
+                return _plain(429, f"429 Too Many Requests: {text}\n", headers)
+            return _error(429, text, headers)
+        if not self._authorised(request, offered):
+            self._throttle.fail(key)
+            self._log_auth_failure(request, throttled=False)
+            if action is None:
+                return _plain(401, "401 Unauthorized: wrong or missing admin key; open /admin to sign in\n")
             return _error(401, "wrong or missing admin key")
         if action is None:
             if request.method != "GET":
@@ -103,23 +178,30 @@ class AdminPanel:
             params.update({name: value for name, value in form.items() if isinstance(value, str)})
         return await handler(request, params)
 
-    def _log_auth_failure(self, request: web.Request) -> None:
-        self._failures_unlogged += 1
+    def _log_auth_failure(self, request: web.Request, throttled: bool) -> None:
+        """Wrong keys and throttled attempts since the last line, one line per interval at most."""
+        if throttled:
+            self._throttled_unlogged += 1
+        else:
+            self._failures_unlogged += 1
         now = time.monotonic()
         if now - self._last_failure_log < AUTH_FAILURE_LOG_INTERVAL:
             return
         request.app[EVENTS].emit(
-            "ADMIN_AUTH_FAILED", level="warning", ip=self._ip(request), failures=self._failures_unlogged
+            "ADMIN_AUTH_FAILED",
+            level="warning",
+            ip=self._ip(request),
+            failures=self._failures_unlogged,
+            throttled=self._throttled_unlogged,
         )
-        self._failures_unlogged = 0
+        self._failures_unlogged = self._throttled_unlogged = 0
         self._last_failure_log = now
 
     @staticmethod
-    def _authorised(request: web.Request) -> bool:
-        offered = request.headers.get("X-Admin-Key") or request.query.get("key") or ""
+    def _authorised(request: web.Request, offered: str) -> bool:
         expected = request.app[ADMIN_KEY]
         # compare_digest on bytes: it only accepts ASCII str, and a key may be any UTF-8 text.
-        return bool(expected) and hmac.compare_digest(offered.encode(), expected.encode())
+        return bool(expected) and hmac.compare_digest(_utf8(offered), _utf8(expected))
 
     @staticmethod
     def _ip(request: web.Request) -> str:
@@ -214,6 +296,10 @@ class AdminPanel:
             admin_ip=self._ip(request),
         )
         return _json({"ok": True, "kicked": peer_id})
+
+
+def _plain(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(text=text, status=status, headers={"Cache-Control": "no-store", **(headers or {})})
 
 
 def _ban_file_failed(request: web.Request, exc: OSError) -> web.Response:

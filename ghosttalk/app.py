@@ -32,9 +32,14 @@ from ghosttalk.version import commit, version
 
 
 async def healthz(request: web.Request) -> web.Response:
-    shutting_down = request.app[SHUTTING_DOWN].is_set()
-    body = {"status": "shutting down" if shutting_down else "ok", "version": version(), "commit": commit()}
-    return web.Response(body=orjson.dumps(body), status=503 if shutting_down else 200, content_type="application/json")
+    if request.app[SHUTTING_DOWN].is_set():
+        status = "shutting down"
+    elif not request.app[ROOMS].mux.alive:
+        status = "media socket closed"  # no call can carry audio: a load balancer must stop sending people here
+    else:
+        status = "ok"
+    body = {"status": status, "version": version(), "commit": commit()}
+    return web.Response(body=orjson.dumps(body), status=200 if status == "ok" else 503, content_type="application/json")
 
 
 async def _media(app: web.Application) -> AsyncIterator[None]:

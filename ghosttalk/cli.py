@@ -19,6 +19,9 @@ from ghosttalk.version import commit, version
 
 SUBCOMMANDS = ("serve", "join", "bench")
 SECRET_FLAGS = frozenset({"admin_key", "turn_pass", "turn_secret"})
+# Wrong keys are throttled per address, but a short key typed by hand ("admin", "secret1") falls to the first
+# guesses of any list; a floor of 16 characters turns away those keys and leaves room for generated ones.
+MIN_ADMIN_KEY_CHARS = 16
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -57,6 +60,17 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int
     return parse
 
 
+def _admin_key(value: str) -> str:
+    if len(value) < MIN_ADMIN_KEY_CHARS:
+        # Never echo the key: this message goes to the console and to whatever collects it.
+        raise argparse.ArgumentTypeError(
+            f"the admin key (--admin-key or ADMIN_KEY) is {len(value)} characters; it must be at least "
+            f"{MIN_ADMIN_KEY_CHARS}. Make one with: openssl rand -hex 24 (or leave it unset for a random key "
+            "printed at startup)"
+        )
+    return value
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except for secrets: --help must not print a key that came from the environment."""
 
@@ -87,7 +101,8 @@ def build_serve_parser(prog: str = "ghosttalk") -> argparse.ArgumentParser:
     _flag(parser, "host", "HOST", d.host, "HTTP bind address")
     _flag(parser, "port", "PORT", str(d.port), "HTTP port for the page, /ws, /admin, /healthz, /metrics", type=_port)
     _flag(parser, "admin-key", "ADMIN_KEY", None,
-          "key for /admin; without one a random key is generated and printed once")
+          f"key for /admin, at least {MIN_ADMIN_KEY_CHARS} characters; without one a random key is generated and "
+          "printed once", type=_admin_key)
     _flag(parser, "rtc-udp-port", "RTC_UDP_PORT", str(d.rtc_udp_port),
           "the one UDP port that carries every peer's ICE, DTLS and SRTP", type=_port)
     _flag(parser, "rtc-bind", "RTC_BIND", d.rtc_bind, "address the shared UDP socket binds to")

@@ -25,11 +25,10 @@ from aiortc.sdp import SessionDescription
 
 from ghosttalk.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
 from ghosttalk.media.aiortc_adapter.dtls import receive_rtp_directly, srtp_writer, tap_rtp
-from ghosttalk.media.aiortc_adapter.ice import filter_ice_datagrams
+from ghosttalk.media.aiortc_adapter.ice import DatagramFilter, filter_ice_datagrams
 from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc
 from ghosttalk.media.aiortc_adapter.rtcp import update_sender_report
 from ghosttalk.media.rtp import build_rtp, ntp_now, parse_rtp
-from ghosttalk.netsim import LinkConditions
 
 # Rejoin backoff: quick enough to be back within seconds of a server restart, gentle on a server in trouble.
 REJOIN_FIRST_DELAY = 0.25
@@ -80,8 +79,14 @@ class ClientOptions:
     answer_heartbeat: bool = True
     # Join again by itself when the socket drops or the media fails (server restart, network outage).
     rejoin: bool = False
-    # Loss, delay, jitter and blackouts applied to this client's UDP traffic (fault tests).
-    network: LinkConditions | None = None
+    # Loss, delay, jitter and blackouts applied to this client's UDP traffic (fault tests; any
+    # ``DatagramFilter``, of which ``LinkConditions`` is the usual one).
+    network: DatagramFilter | None = None
+    # Interop tests: acts as another WebRTC stack writing its answers its own way. Called with each answer to
+    # the server's offers, after this client's connection has applied it as aiortc wrote it (such a stack's
+    # own state is right, only the text it sends is not); returns the SDP to send, or None to hold the answer
+    # back (the test then sends it with ``send``).
+    rewrite_answer: Callable[[str], str | None] | None = None
 
 
 def ws_url(base_url: str, room: str, name: str) -> str:
@@ -136,6 +141,10 @@ class Client:
         self.rejoins = 0
         # Whether RTP is decrypted in the socket callback (see aiortc_adapter.dtls.receive_rtp_directly).
         self.receives_directly = False
+        # Heartbeat pings received: the server's data channel, and so its SCTP association, works.
+        self.pings = 0
+        # Answers sent to the server's offers (tests wait for them).
+        self.answers_sent = 0
 
     # Joining.
 
@@ -256,8 +265,11 @@ class Client:
             return
 
         def on_message(message: object) -> None:
-            if message == "ping" and self.options.answer_heartbeat:
-                channel.send("pong")
+            if message == "ping":
+                self.pings += 1
+                self._notify()
+                if self.options.answer_heartbeat:
+                    channel.send("pong")
 
         channel.on("message", on_message)
 
@@ -312,7 +324,11 @@ class Client:
             await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
             self._owners = _ssrc_owners(message["sdp"])
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+            answer: str = self.pc.localDescription.sdp
+            sent = answer if self.options.rewrite_answer is None else self.options.rewrite_answer(answer)
+            if sent is not None:
+                await self.send({"type": "answer", "sdp": sent})
+                self.answers_sent += 1
 
     def _notify(self) -> None:
         self._changed.set()

@@ -7,8 +7,8 @@ scraped, through a collector that calls ``live()``, so the media path never touc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import (
@@ -34,6 +34,10 @@ class LiveStats:
     packets_forwarded: int = 0
     bytes_forwarded: int = 0
     packets_dropped: int = 0
+    # Speakers' packets over the per-sender rate cap (see ghosttalk.media.forwarder.Speaker).
+    packets_rate_limited: int = 0
+    # Datagrams the shared UDP socket dropped, by reason (see ghosttalk.media.icemux).
+    udp_dropped: Mapping[str, int] = field(default_factory=dict)
 
 
 class _LiveCollector(Collector):
@@ -60,6 +64,19 @@ class _LiveCollector(Collector):
             "RTP packets dropped because a listener's queue was full",
             value=stats.packets_dropped,
         )
+        yield CounterMetricFamily(
+            "ghosttalk_rtp_packets_rate_limited",
+            "RTP packets dropped because their speaker sent more than the per-sender packet rate cap",
+            value=stats.packets_rate_limited,
+        )
+        udp = CounterMetricFamily(
+            "ghosttalk_udp_datagrams_dropped",
+            "Datagrams the shared UDP socket dropped (received or to be sent), by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.udp_dropped.items()):
+            udp.add_metric([reason], count)
+        yield udp
         build = GaugeMetricFamily("ghosttalk_build_info", "Running version and commit", labels=["version", "commit"])
         build.add_metric([version(), commit()], 1)
         yield build
@@ -85,6 +102,13 @@ class Metrics:
         # Present from the start so dashboards see zeros rather than missing series.
         for candidate_type in CANDIDATE_TYPES:
             self.ice_connected.labels(candidate_type=candidate_type)
+        self.candidates_dropped = Counter(
+            "ghosttalk_candidates_dropped",
+            "Well-formed remote candidates the server sends no checks to, by reason (mdns, not_udp, not_public, "
+            "over_limit)",
+            ["reason"],
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
         self.registry.register(_LiveCollector(live))
 

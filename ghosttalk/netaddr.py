@@ -1,4 +1,4 @@
-"""The network edge: who is really connecting, and from which page.
+"""The network edge: who is really connecting, from which page, and what one "address" is for a limit.
 
 Forwarding headers are believed only when the socket peer is one of the operator's ``--trusted-proxies``;
 anyone else could write any address into them and dodge a ban or frame someone else. The original trusted
@@ -7,6 +7,7 @@ every private address, so anybody on a shared LAN or cloud network could forge t
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -69,16 +70,56 @@ def client_ip(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
     return str(peer)
 
 
+# An IPv6 subscriber is routinely handed a whole /64 (SLAAC, privacy addresses), so one person can use 2^64
+# addresses: per-address limits count the /64. IPv4 addresses are scarce and each one counts alone.
+IPV6_LIMIT_PREFIX = 64
+
+
+def limit_key(ip: str) -> str:
+    """The unit per-address limits count: the address for IPv4, its /64 for IPv6 (``2001:db8:1:2::/64``).
+
+    ``ip`` is what :func:`client_ip` returned; anything that is not an IP address (a Unix socket peer) is its
+    own key."""
+    try:
+        address = parse_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    return str(ipaddress.IPv6Network((address, IPV6_LIMIT_PREFIX), strict=False))
+
+
+def request_scheme(request: web.Request, trusted: Sequence[IPNetwork]) -> str:
+    """``http`` or ``https`` as the browser used it: the socket's, or a trusted proxy's ``X-Forwarded-Proto``.
+
+    A proxy that terminates TLS forwards plain HTTP, so only the proxy can say that the page was https. The
+    right-most value is the one our nearest (trusted) proxy wrote; anything but http/https is ignored."""
+    own = request.scheme
+    try:
+        peer = parse_address(request.remote or "")
+    except ValueError:
+        return own
+    if not _trusted(peer, trusted):
+        return own
+    values = [item.strip().lower() for value in request.headers.getall("X-Forwarded-Proto", ())
+              for item in value.split(",")]
+    if values and values[-1] in ("http", "https"):
+        return values[-1]
+    return own
+
+
 def _endpoint(url: URL) -> tuple[str, int | None]:
     return (url.host or "").lower().rstrip("."), url.port
 
 
-def origin_allowed(request: web.Request, allowed_origins: Sequence[str]) -> bool:
+def origin_allowed(request: web.Request, allowed_origins: Sequence[str], trusted: Sequence[IPNetwork]) -> bool:
     """Whether a WebSocket upgrade comes from our own page (or an origin the operator listed).
 
     Browsers always send ``Origin`` on WebSocket upgrades, so its absence means a non-browser client, which
-    cross-site request forgery cannot involve. The own-host check compares host and port with ``Host``
-    (missing ports take the Origin scheme's default, so a TLS-terminating proxy in front does not matter).
+    cross-site request forgery cannot involve. The own-origin check compares scheme, host and port with the
+    request's: its scheme (see :func:`request_scheme`; behind a TLS-terminating proxy that is the proxy's
+    ``X-Forwarded-Proto``) and its ``Host``, a missing port taking that scheme's default. An http page must
+    not open the socket of the https site of the same name: it may be anyone's page on a hostile network.
     """
     origin = request.headers.get("Origin")
     if origin is None:
@@ -88,7 +129,8 @@ def origin_allowed(request: web.Request, allowed_origins: Sequence[str]) -> bool
         url = URL(origin)
         if url.scheme not in ("http", "https") or not url.host:
             return False
-        if _endpoint(url) == _endpoint(URL(f"{url.scheme}://{request.host}")):
+        scheme = request_scheme(request, trusted)
+        if url.scheme == scheme and _endpoint(url) == _endpoint(URL(f"{scheme}://{request.host}")):
             return True
     except ValueError:
         return False

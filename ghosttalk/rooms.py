@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import secrets
+import threading
 import time
 import weakref
 from collections import Counter
@@ -19,6 +20,7 @@ import orjson
 from ghosttalk.config import Config
 from ghosttalk.eventlog import EventLog
 from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity
+from ghosttalk.media.description import Admission, CandidateFilter
 from ghosttalk.media.forwarder import Forwarder
 from ghosttalk.media.icemux import IceMux, default_host_addresses
 from ghosttalk.media.peer import MediaHooks, MediaLimits, PeerMedia
@@ -90,6 +92,8 @@ class RoomManager:
         self.rooms: dict[str, Room] = {}
         self.peers: dict[str, Peer] = {}
         self.mux = IceMux(advertised=())
+        # The server's own ICE endpoints, which no client candidate may name (set by start()).
+        self._own_endpoints: tuple[tuple[str, int], ...] = ()
         self._forwarder: Forwarder | None = None
         self._dtls_identity = SharedDtlsIdentity()
         self._limits = MediaLimits(
@@ -97,6 +101,7 @@ class RoomManager:
             heartbeat_timeout=config.heartbeat_timeout,
             connect_timeout=config.connect_timeout,
             offer_timeout=config.offer_timeout,
+            max_room_peers=config.max_room_peers,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         # Every connection ever made that is still referenced anywhere: leak checks read it.
@@ -114,6 +119,11 @@ class RoomManager:
             raise RuntimeError("no address to advertise for ICE: pass --rtc-host or --public-ip")
         self.mux.advertised = advertised
         await self.mux.bind(self.config.rtc_bind, self.config.rtc_udp_port)
+        # Bound to every interface, the socket is reachable at each interface address too (behind a 1:1 NAT,
+        # the private one is not advertised).
+        interfaces = default_host_addresses() if self.config.rtc_bind in ("0.0.0.0", "::") else ()
+        hosts = (*advertised, self.config.rtc_bind, *interfaces)
+        self._own_endpoints = tuple((host, self.mux.port) for host in hosts)
         self._forwarder = Forwarder(self.mux.transport)
         logger.info("media on udp %s:%d, advertising %s", self.config.rtc_bind, self.mux.port, ", ".join(advertised))
 
@@ -144,21 +154,19 @@ class RoomManager:
     # Joining and leaving.
 
     def join(self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None]) -> Peer:
-        """Create the person and their connection, tell the room. Raises :class:`JoinRefused`."""
+        """Create the person and their connection, tell the room. Raises :class:`JoinRefused`.
+
+        Every refusal is decided before anything exists, so a refused join leaves no room behind; a member
+        whose connection is on its way out cannot make the join fail; and should the wiring fail halfway, it
+        is undone (nobody keeps a line for a person who never arrived)."""
         assert self._forwarder is not None, "RoomManager.start() first"
         room = self.rooms.get(room_id)
-        if room is None:
-            if len(self.rooms) >= self.config.max_rooms:
-                raise JoinRefused("Server full")
-            room = self.rooms[room_id] = Room(room_id)
-            self.events.emit("ROOM_CREATE", room=room_id, ip=ip)
-        if len(room.peers) >= self.config.max_room_peers:
+        if room is None and len(self.rooms) >= self.config.max_rooms:
+            raise JoinRefused("Server full")
+        if room is not None and len(room.peers) >= self.config.max_room_peers:
             raise JoinRefused("Room full")
         if len(self.peers) >= self.config.max_peers:
             raise JoinRefused("Server full")
-        if room.destroy_handle is not None:
-            room.destroy_handle.cancel()
-            room.destroy_handle = None
 
         peer_id = secrets.token_hex(8)
         peer: Peer
@@ -169,13 +177,36 @@ class RoomManager:
             error=lambda exc: self.events.emit(
                 "ERROR", level="error", room=room_id, peer=peer_id, ip=ip, what="media", error=repr(exc)
             ),
+            limit_exceeded=lambda limit: self._on_limit_exceeded(peer, limit),
         )
-        media = PeerMedia(peer_id, self.mux, self._forwarder, self._dtls_identity, hooks, self._limits)
+        candidates = CandidateFilter(
+            ip,
+            self._own_endpoints,
+            dropped=self._count_dropped_candidate,
+            refused=lambda text: self._refuse(peer, text),
+        )
+        media = PeerMedia(peer_id, self.mux, self._forwarder, self._dtls_identity, hooks, self._limits, candidates)
         self._media_alive.add(media)
         peer = Peer(peer_id, name, ip, room_id, media, disconnect)
-        for other in room.peers.values():
-            media.add_speaker(other.id, other.media.speaker)
-            other.media.add_speaker(peer.id, media.speaker)
+        members = list(room.peers.values()) if room is not None else []
+        try:
+            for other in members:
+                if not other.media.usable:
+                    # Closed or failed, and its removal is under way: it hears nobody new.
+                    continue
+                media.add_speaker(other.id, other.media.speaker)
+                other.media.add_speaker(peer.id, media.speaker)
+        except BaseException:
+            for other in members:
+                other.media.remove_speaker(peer.id)
+            self._spawn(media.close())
+            raise
+        if room is None:
+            room = self.rooms[room_id] = Room(room_id)
+            self.events.emit("ROOM_CREATE", room=room_id, ip=ip)
+        elif room.destroy_handle is not None:
+            room.destroy_handle.cancel()
+            room.destroy_handle = None
         room.peers[peer_id] = peer
         self.peers[peer_id] = peer
         media.start()
@@ -187,7 +218,12 @@ class RoomManager:
         return peer
 
     async def leave(self, peer: Peer, reason: str = "left") -> None:
-        """Remove ``peer`` everywhere; safe to call more than once."""
+        """Remove ``peer`` everywhere and close its connection; safe to call more than once."""
+        self._detach(peer, reason)
+        await peer.media.close()
+
+    def _detach(self, peer: Peer, reason: str) -> None:
+        """Take ``peer`` out of its room and tell the room, at once (its connection closes afterwards)."""
         if self.peers.pop(peer.id, None) is None:
             return
         room = self.rooms.get(peer.room_id)
@@ -201,7 +237,6 @@ class RoomManager:
         self.events.emit("USER_LEAVE", room=peer.room_id, peer=peer.id, ip=peer.ip, reason=reason)
         if room is not None and not room.peers:
             self._schedule_destroy(room)
-        await peer.media.close()
 
     def _schedule_destroy(self, room: Room) -> None:
         if self.config.room_grace_seconds <= 0:
@@ -231,9 +266,30 @@ class RoomManager:
         if peer.id not in self.peers:
             return
         logger.info("peer %s removed: %s", peer.id, reason)
+        self._remove(peer, reason, CloseCode.CONNECTION_LOST)
+
+    def _remove(self, peer: Peer, reason: str, code: CloseCode) -> None:
+        """The server ends ``peer``'s session: the reason to the client, then out of the room now, not when a
+        task gets to run (a join meanwhile must not wire it up); its connection closes in the background."""
         peer.send({"type": "error", "message": reason})
-        peer.disconnect(reason, CloseCode.CONNECTION_LOST)
-        self._spawn(self.leave(peer, reason))
+        peer.disconnect(reason, code)
+        self._detach(peer, reason)
+        self._spawn(peer.media.close())
+
+    def _count_dropped_candidate(self, admission: Admission) -> None:
+        self.metrics.candidates_dropped.labels(reason=admission.value).inc()
+
+    def _refuse(self, peer: Peer, text: str) -> None:
+        """An error about part of a message that was otherwise applied (a candidate line in a description)."""
+        self.metrics.signaling_errors.labels(kind="candidate").inc()
+        peer.send({"type": "error", "message": text})
+
+    def _on_limit_exceeded(self, peer: Peer, limit: str) -> None:
+        """A media limit (the packet rate cap): one event, one error, and the session ends with 1008."""
+        if peer.id not in self.peers:
+            return
+        self.events.emit("LIMIT_EXCEEDED", level="warning", room=peer.room_id, peer=peer.id, ip=peer.ip, limit=limit)
+        self._remove(peer, f"limit exceeded: {limit}", CloseCode.POLICY)
 
     # What operators see and do (admin panel, metrics).
 
@@ -268,6 +324,8 @@ class RoomManager:
             packets_forwarded=counters.packets_forwarded if counters else 0,
             bytes_forwarded=counters.bytes_forwarded if counters else 0,
             packets_dropped=counters.packets_dropped if counters else 0,
+            packets_rate_limited=counters.packets_rate_limited if counters else 0,
+            udp_dropped=dict(self.mux.dropped),
         )
 
     def internals(self) -> dict[str, int]:
@@ -280,6 +338,8 @@ class RoomManager:
             "ice_addresses": addresses,
             "room_tasks": len(self._tasks),
             "asyncio_tasks": len(asyncio.all_tasks()),
+            # aiortc starts a decoder thread per receiving line: one per hostile m-line would show here.
+            "threads": threading.active_count(),
         }
 
     async def kick(self, peer_id: str, reason: str, code: CloseCode = CloseCode.KICKED) -> bool:

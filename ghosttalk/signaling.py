@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ClassVar
 
@@ -23,7 +22,8 @@ from ghosttalk.eventlog import EventLog
 from ghosttalk.limits import KeyedRateLimiter, TokenBucket
 from ghosttalk.media.description import SignalingError
 from ghosttalk.metrics import Metrics
-from ghosttalk.netaddr import client_ip, origin_allowed
+from ghosttalk.netaddr import client_ip, limit_key, origin_allowed
+from ghosttalk.nickname import check_name
 from ghosttalk.rooms import CloseCode, JoinRefused, Peer, RoomManager
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 CLOSE_HANDSHAKE_SECONDS = 1.0
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-MAX_NAME_CHARS = 12
 
 
 def validate_room(room: str | None) -> str:
@@ -43,18 +42,13 @@ def validate_room(room: str | None) -> str:
 
 
 def validate_name(name: str | None) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise ValueError("name is missing")
-    if len(name) > MAX_NAME_CHARS:
-        raise ValueError(f"name must be at most {MAX_NAME_CHARS} characters")
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn") for char in name):
-        raise ValueError("name must not contain control or invisible characters")
-    return name
+    """The nickname rule of :mod:`ghosttalk.nickname`, the one the page applies; ``ValueError`` says why not."""
+    return check_name(name or "")
 
 
 class ConnectionCounter:
-    """Open signaling sockets per client address, for ``--max-conns-per-ip``."""
+    """Open signaling sockets per client address (a :func:`~ghosttalk.netaddr.limit_key`), for
+    ``--max-conns-per-ip``."""
 
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
@@ -95,19 +89,21 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         app[METRICS].signaling_errors.labels(kind="bad_request").inc()
         return web.Response(status=400, text=f"{exc}\n")
     ip = client_ip(request, config.trusted_proxies)
-    if not origin_allowed(request, config.allowed_origins):
+    if not origin_allowed(request, config.allowed_origins, config.trusted_proxies):
         return web.Response(status=403, text="foreign Origin\n")
     if app[BANS].is_banned(ip):
         return web.Response(status=403, text="banned\n")
     if app[SHUTTING_DOWN].is_set():
         return web.Response(status=503, text="server shutting down\n")
+    # Limits count an IPv6 client's whole /64: it can pick any address in it for each socket.
+    key = limit_key(ip)
     connections = app[CONNECTIONS]
-    if connections.count(ip) >= config.max_conns_per_ip:
-        return _refuse_over_limit(app, ip, "connections", "too many connections from your address")
-    if not app[JOIN_RATE].take(ip):
-        return _refuse_over_limit(app, ip, "join_rate", "too many joins from your address; wait a moment")
+    if connections.count(key) >= config.max_conns_per_ip:
+        return _refuse_over_limit(app, ip, key, "connections", "too many connections from your address")
+    if not app[JOIN_RATE].take(key):
+        return _refuse_over_limit(app, ip, key, "join_rate", "too many joins from your address; wait a moment")
 
-    with connections.hold(ip):
+    with connections.hold(key):
         ws = web.WebSocketResponse(
             heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES,
             # A client that never answers our close frame (frozen, network gone) must not hold up SIGTERM.
@@ -122,10 +118,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _refuse_over_limit(app: web.Application, ip: str, limit: str, text: str) -> web.Response:
-    """429, counted every time, logged once a minute per address and limit (a flood must not flood the log)."""
+def _refuse_over_limit(app: web.Application, ip: str, key: str, limit: str, text: str) -> web.Response:
+    """429, counted every time, logged once a minute per limit key and limit (a flood must not flood the log)."""
     app[METRICS].signaling_errors.labels(kind=f"limit_{limit}").inc()
-    if app[REFUSAL_LOG].take(f"{limit}:{ip}"):
+    if app[REFUSAL_LOG].take(f"{limit}:{key}"):
         app[EVENTS].emit("LIMIT_EXCEEDED", level="warning", ip=ip, limit=limit)
     return web.Response(status=429, text=f"{text}\n")
 

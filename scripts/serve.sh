@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install GhostTalk into .venv (and the Debian packages it needs) and start it with defaults.
-# Any arguments are passed to `ghosttalk`, e.g. scripts/serve.sh -port 8080 -admin-key K
+# Any arguments are passed to `ghosttalk`, e.g. scripts/serve.sh -port 8080 -admin-key "$(openssl rand -hex 24)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh fast

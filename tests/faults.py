@@ -221,8 +221,9 @@ class RawWebSocket:
 # Offers and peers that speak for themselves.
 
 
-def loopback_only(sdp: str, port: int = 9) -> str:
-    """``sdp`` with its candidates replaced by one on 127.0.0.1:``port`` (checks sent to it stay local)."""
+def loopback_only(sdp: str, port: int = 65535) -> str:
+    """``sdp`` with its candidates replaced by one on 127.0.0.1:``port`` (checks sent to it stay local). The
+    default port is above the ephemeral range, so nothing listens there; the server refuses ports below 1024."""
     lines = [line for line in sdp.splitlines() if not line.startswith("a=candidate:")]
     lines = [re.sub(r"^c=IN IP[46] .*", "c=IN IP4 127.0.0.1", line) for line in lines]
     at = lines.index("a=end-of-candidates") if "a=end-of-candidates" in lines else len(lines)

@@ -10,9 +10,18 @@ import sys
 import aioice
 import aiortc
 from aioice.ice import Connection, StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtcsctptransport import RTCSctpTransport
 
 from ghosttalk.media import aiortc_adapter
 from ghosttalk.media.aiortc_adapter import dtls, endpoints, ice, negotiation, rtcp
@@ -92,6 +101,21 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
     # The peer connection's ICE transports and where it gathers.
     assert "self.__iceTransports" in inspect.getsource(RTCPeerConnection.__init__)
     assert "await self.__gather()" in inspect.getsource(RTCPeerConnection.setLocalDescription)
+    # DTLS role (keep_dtls_roles): _role is set only through _set_role, which descriptions call per m-section,
+    # and read when the handshake starts, for the SRTP keys, for SCTP stream ids and for an answer's a=setup.
+    assert list(inspect.signature(RTCDtlsTransport._set_role).parameters) == ["self", "role"]
+    assert 'self._role = "auto"' in inspect.getsource(RTCDtlsTransport.__init__)
+    assert "dtlsTransport._set_role(" in inspect.getsource(RTCPeerConnection.setRemoteDescription)
+    assert "transport._set_role(media.dtls.role)" in inspect.getsource(RTCPeerConnection.setLocalDescription)
+    assert 'if self._role == "server":' in inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert "media.dtls.role = dtlsTransport._role" in inspect.getsource(RTCPeerConnection.createAnswer)
+    assert 'self.transport._role == "server"' in inspect.getsource(RTCSctpTransport)
+    role_writers = [
+        source
+        for source in (inspect.getsource(RTCDtlsTransport), inspect.getsource(RTCPeerConnection))
+        if "._role = " in source.replace("self._role = role", "").replace('self._role = "auto"', "")
+    ]
+    assert role_writers == [], "_role is written somewhere other than _set_role"
 
 
 async def test_a_fresh_connection_exposes_what_the_adapter_reads() -> None:
@@ -187,6 +211,38 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
             await client.close()
 
 
+async def test_a_pinned_dtls_role_outlives_answers_that_claim_the_other() -> None:
+    """keep_dtls_roles on a real pair: the answerer's role (client) stays through a re-answer that says
+    ``active`` on every section (as Pion writes it), and the next answer it writes still says so."""
+    browser = RTCPeerConnection()
+    server = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        browser.addTransceiver("audio", direction="sendrecv")
+        await browser.setLocalDescription(await browser.createOffer())
+        await server.setRemoteDescription(browser.localDescription)
+        await server.setLocalDescription(await server.createAnswer())
+        dtls.keep_dtls_roles(server)
+        await browser.setRemoteDescription(server.localDescription)
+        transport = server.getTransceivers()[0].receiver.transport
+        assert transport._role == "client"
+        server.createDataChannel("heartbeat")
+        await server.setLocalDescription(await server.createOffer())
+        await browser.setRemoteDescription(server.localDescription)
+        await browser.setLocalDescription(await browser.createAnswer())
+        claimed = browser.localDescription.sdp.replace("a=setup:passive", "a=setup:active")
+        await server.setRemoteDescription(RTCSessionDescription(claimed, "answer"))
+        assert server.sctp is not None and server.sctp.transport is transport
+        assert transport._role == "client"
+        dtls.keep_dtls_roles(server)  # idempotent
+        await browser.setLocalDescription(await browser.createOffer())
+        await server.setRemoteDescription(browser.localDescription)
+        answer = await server.createAnswer()
+        assert {line for line in answer.sdp.splitlines() if line.startswith("a=setup:")} == {"a=setup:active"}
+    finally:
+        await browser.close()
+        await server.close()
+
+
 STANDIN_PROBE = """
 import asyncio, sys
 from ghosttalk.media.pyav_standin import PyAVUnavailable, keep_pyav_out, pyav_is_stood_in
@@ -236,3 +292,25 @@ def test_the_running_server_has_no_ffmpeg_loaded(shared_server: ServerProcess) -
         mapped = maps.read()
     assert "ghosttalk" in mapped or "python" in mapped  # the right process
     assert "libavcodec" not in mapped and "/av/" not in mapped
+
+
+def test_the_shared_socket_hooks_still_exist_with_the_expected_shape() -> None:
+    """What ghosttalk.media.aiortc_adapter.ice relies on to parse and authenticate STUN itself, route responses
+    by transaction, send through the guarded socket and guard aiortc's DTLS receive."""
+    # StunProtocol: the transactions table, request() as the one way a check is sent, send_data for DTLS.
+    assert "self.transactions" in inspect.getsource(StunProtocol.__init__)
+    assert list(inspect.signature(StunProtocol.request).parameters) == [
+        "self",
+        "request",
+        "addr",
+        "integrity_key",
+        "retransmissions",
+    ]
+    assert {"request", "send_data", "send_stun"} <= set(vars(StunProtocol))
+    # Connection: what handle_stun calls and what the mux checks requests against.
+    assert list(inspect.signature(Connection.request_received).parameters) == ["self", "message", "addr", "protocol"]
+    assert "self.remote_username" in inspect.getsource(Connection.__init__)
+    assert isinstance(Connection.local_password, property)
+    # aiortc's receive loop looks _recv_next up on the instance for every datagram (guard_dtls_receive).
+    assert "await self._recv_next()" in inspect.getsource(RTCDtlsTransport._RTCDtlsTransport__run)  # type: ignore[attr-defined]
+    assert ice.DTLS_ERRORS_IN_A_ROW > 0

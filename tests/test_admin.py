@@ -12,11 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ghosttalk.admin import FailureThrottle
 from ghosttalk.client import Client, ClientOptions, JoinError
 from tests.helpers import clients
-from tests.serverproc import ServerProcess
+from tests.serverproc import TEST_ADMIN_KEY, ServerProcess
 
-KEY = "test-admin-key"
+KEY = TEST_ADMIN_KEY
 
 
 @pytest.fixture
@@ -101,7 +102,8 @@ async def test_wrong_or_missing_key_is_401_and_never_logged(http: aiohttp.Client
         assert status == 401, key
         assert body == {"error": "wrong or missing admin key"}
         status, _ = await admin(http, server, key=key)
-        assert status == 401
+        # Without any key the page itself is served (it holds no data and asks for the key).
+        assert status == (200 if not key else 401), key
     async with http.get(f"{server.url}/admin", params={"key": "guess-123", "action": "bans"}) as response:
         assert response.status == 401
     # The right key works in the query string too.
@@ -115,6 +117,101 @@ async def test_wrong_or_missing_key_is_401_and_never_logged(http: aiohttp.Client
     everything = server.console() + (server.data_dir / "server.log").read_text()
     for secret in (KEY, "wrong-key", "guess-123"):
         assert secret not in everything
+
+
+async def raw_admin_request(server: ServerProcess, head: bytes) -> tuple[int, bytes]:
+    """Send request bytes as they are (aiohttp's client will not write a header that is not UTF-8)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(head + b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            response = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    return int(status_line.split()[1]), rest
+
+
+async def test_an_admin_key_that_is_not_utf8_is_401_not_500(server: ServerProcess) -> None:
+    """Issue 12, item 10: such a header used to raise UnicodeEncodeError (500 and a traceback)."""
+    for head in (
+        b"GET /admin?action=stats HTTP/1.1\r\nX-Admin-Key: \xff\xfe\xc3(\r\n",
+        b"GET /admin HTTP/1.1\r\nX-Admin-Key: \xed\xa0\x80key\r\n",
+        b"GET /admin?action=stats&key=%FF%FE HTTP/1.1\r\n",
+    ):
+        status, rest = await raw_admin_request(server, head)
+        assert status == 401, (head, rest)
+    # The right key still works, and nothing was logged as a server error.
+    async with aiohttp.ClientSession() as http:
+        assert (await admin(http, server, action="stats"))[0] == 200
+    assert "Traceback" not in server.console() and "Error handling request" not in server.console()
+
+
+async def test_wrong_keys_are_throttled_per_address_then_429(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    """Issue 12, item 10: ten wrong keys from one /64, then every attempt from it (the right key included) is
+    429 with Retry-After; other addresses are not affected and a right key resets nothing."""
+
+    async def attempt(address: str, key: str, **params: str) -> tuple[int, str | None]:
+        headers = {"X-Admin-Key": key, "X-Forwarded-For": address}
+        async with http.get(f"{server.url}/admin", params=params, headers=headers) as response:
+            await response.read()
+            return response.status, response.headers.get("Retry-After")
+
+    # A right key in between resets nothing: the failures still add up to ten.
+    for i in range(1, 11):
+        assert await attempt(f"2001:db8:7:7::{i}", f"guess-{i}", action="stats") == (401, None)
+        if i == 5:
+            assert (await attempt("2001:db8:7:7::5", KEY, action="stats"))[0] == 200
+    for address, key, params in (
+        ("2001:db8:7:7::99", "guess-11", {"action": "stats"}),
+        ("2001:db8:7:7::abcd", KEY, {"action": "stats"}),  # the right key too, during the lockout
+        ("2001:db8:7:7::1", KEY, {}),  # and the page with a key
+    ):
+        status, retry_after = await attempt(address, key, **params)
+        assert status == 429, (address, key)
+        assert retry_after is not None and 1 <= int(retry_after) <= 12
+    # Another /64, an IPv4 address and the proxy itself are not locked out.
+    assert (await attempt("2001:db8:7:8::1", KEY, action="stats"))[0] == 200
+    assert (await attempt("203.0.113.9", KEY, action="stats"))[0] == 200
+    assert (await admin(http, server, action="stats"))[0] == 200
+    # Logged as before: once per interval, with the count, never the keys.
+    failures = logged(server, "ADMIN_AUTH_FAILED")
+    assert failures and failures[0]["ip"] == "2001:db8:7:7::1"
+    assert "guess-" not in (server.data_dir / "server.log").read_text()
+
+
+async def test_ipv4_wrong_keys_are_throttled_per_address(http: aiohttp.ClientSession, server: ServerProcess) -> None:
+    for _ in range(10):
+        status, _ = await admin(http, server, key="wrong-key-1234567890", action="bans")
+        assert status == 401
+    assert (await admin(http, server, key="wrong-key-1234567890", action="bans"))[0] == 429
+    assert (await admin(http, server, action="bans"))[0] == 429
+    async with http.get(f"{server.url}/admin", headers={"X-Forwarded-For": "127.0.0.1"}) as response:
+        # The key-less page is served all the same: it holds nothing and offers no guess.
+        assert response.status == 200
+    async with http.get(
+        f"{server.url}/admin", params={"action": "bans"}, headers={"X-Admin-Key": KEY, "X-Forwarded-For": "127.0.0.2"}
+    ) as response:
+        assert response.status == 200  # the neighbouring IPv4 address is someone else
+
+
+def test_failure_throttle_arithmetic_and_bounded_table() -> None:
+    throttle = FailureThrottle(rate=5 / 60, burst=10, max_keys=3)
+    for _ in range(10):
+        assert throttle.retry_after("a", now=0.0) == 0
+        throttle.fail("a", now=0.0)
+    assert throttle.retry_after("a", now=0.0) == pytest.approx(12.0)  # one attempt back every 12 s
+    assert throttle.retry_after("a", now=6.0) == pytest.approx(6.0)
+    assert throttle.retry_after("a", now=12.0) == 0
+    assert throttle.retry_after("b", now=0.0) == 0
+    # A full table forgets buckets that have refilled, then the oldest: it never grows past max_keys.
+    for index, key in enumerate(("b", "c", "d", "e", "f")):
+        throttle.fail(key, now=float(index))
+        assert len(throttle) <= 3
+    assert throttle.retry_after("f", now=4.0) == 0  # one failure of ten: not locked
 
 
 async def test_state_changing_actions_need_post(http: aiohttp.ClientSession, shared_server: ServerProcess) -> None:
@@ -362,6 +459,44 @@ async def test_eleventh_connection_from_one_address_is_429(http: aiohttp.ClientS
         assert await join_status(http, server, "crowd", "203.0.113.50") == 101
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def test_ipv6_connections_are_counted_per_slash_64(http: aiohttp.ClientSession, server: ServerProcess) -> None:
+    """Issue 12, item 7: 25 sockets from one /64 were all accepted with a limit of 10."""
+    sockets = [await raw_join(http, server, f"v6crowd{i}", "p", forwarded_for=f"2001:db8:5:6::{i + 1:x}")
+               for i in range(10)]
+    try:
+        for address in ("2001:db8:5:6::ff", "2001:db8:5:6:ffff:ffff:ffff:ffff", "[2001:db8:5:6::77]:4444"):
+            assert await join_status(http, server, "v6crowd", address) == 429, address
+        # The next /64 is someone else.
+        assert await join_status(http, server, "v6crowd", "2001:db8:5:7::1") == 101
+        await sockets.pop().close()
+        await settle_users(http, server, 9)
+        assert await join_status(http, server, "v6crowd", "2001:db8:5:6::1234") == 101
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    # Refusals are logged once a minute per /64, however many of its addresses knock.
+    refusals = [e for e in logged(server, "LIMIT_EXCEEDED") if e["details"].get("limit") == "connections"]
+    assert [e["ip"] for e in refusals] == ["2001:db8:5:6::ff"]
+
+
+async def test_ipv6_join_rate_is_counted_per_slash_64(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", extra_args=["--join-burst", "3", "--join-rate", "1"]).start()
+    try:
+        for i in range(3):
+            assert await join_status(http, server, "v6rate", f"2001:db8:9:9::{i + 1}") == 101
+        for i in range(3):
+            assert await join_status(http, server, "v6rate", f"2001:db8:9:9::{i + 100}") == 429
+        assert await join_status(http, server, "v6rate", "2001:db8:9:a::1") == 101
+        # IPv4 stays per address: a neighbour has its own budget.
+        for _ in range(3):
+            assert await join_status(http, server, "v4rate", "198.51.100.1") == 101
+        assert await join_status(http, server, "v4rate", "198.51.100.1") == 429
+        assert await join_status(http, server, "v4rate", "198.51.100.2") == 101
+        refusals = [e for e in logged(server, "LIMIT_EXCEEDED") if e["details"].get("limit") == "join_rate"]
+        assert [e["ip"] for e in refusals] == ["2001:db8:9:9::100", "198.51.100.1"]
+    finally:
+        server.stop()
 
 
 async def test_a_banned_speaker_stops_reaching_the_room(http: aiohttp.ClientSession, server: ServerProcess) -> None:

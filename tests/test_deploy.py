@@ -308,7 +308,7 @@ def test_entrypoint_runs_a_real_server_and_its_healthcheck(tmp_path: Path) -> No
     env = clean_env(
         PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHONPATH=str(ROOT), HOST="127.0.0.1", PORT=str(port),
         RTC_UDP_PORT=str(free_port(socket.SOCK_DGRAM)), RTC_BIND="127.0.0.1", RTC_HOST="127.0.0.1",
-        DATA_DIR=str(tmp_path / "data"), ADMIN_KEY="entrypoint-key",
+        DATA_DIR=str(tmp_path / "data"), ADMIN_KEY="entrypoint-admin-key-0123",
     )  # fmt: skip
     log = tmp_path / "console.log"
     with log.open("wb") as out:
@@ -317,9 +317,9 @@ def test_entrypoint_runs_a_real_server_and_its_healthcheck(tmp_path: Path) -> No
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc, log)
         # The admin key came through the environment.
-        assert http_status(f"{url}/admin?action=stats&key=entrypoint-key") == 200
+        assert http_status(f"{url}/admin?action=stats&key=entrypoint-admin-key-0123") == 200
         assert http_status(f"{url}/admin?action=stats&key=wrong") == 401
-        assert "entrypoint-key" not in " ".join(Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0"))
+        assert "entrypoint-admin-key-0123" not in " ".join(Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0"))
         health = subprocess.run([str(ENTRYPOINT), "healthcheck"], env=env, capture_output=True, timeout=10)
         assert health.returncode == 0, health.stderr
     finally:
@@ -385,7 +385,7 @@ def test_wheel_installs_into_a_clean_venv_and_serves(tmp_path: Path) -> None:
     port = free_port()
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
-    env = clean_env(ADMIN_KEY="wheel-key")
+    env = clean_env(ADMIN_KEY="wheel-admin-key-01234567")
     env.pop("PYTHONPATH", None)
     log = tmp_path / "console.log"
     command = [str(venv / "bin" / "ghosttalk"), "--host", "127.0.0.1", "--port", str(port),
@@ -398,7 +398,7 @@ def test_wheel_installs_into_a_clean_venv_and_serves(tmp_path: Path) -> None:
         wait_healthy(url, proc, log)
         # Templates and static files came with the wheel, not from this checkout.
         for path in ("/", "/r/wheel-room", "/static/js/admin.js", "/static/css/admin.css",
-                     "/admin?key=wheel-key", "/metrics"):  # fmt: skip
+                     "/admin?key=wheel-admin-key-01234567", "/metrics"):  # fmt: skip
             assert http_status(url + path) == 200, path
         where = subprocess.run(
             [str(venv_python), "-c", "import ghosttalk; print(ghosttalk.__file__)"],

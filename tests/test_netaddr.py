@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ghosttalk.config import LOOPBACK_NETWORKS, IPNetwork
-from ghosttalk.netaddr import client_ip, origin_allowed
+from ghosttalk.netaddr import client_ip, limit_key, origin_allowed
 
 ORIGINS: web.AppKey[tuple[str, ...]] = web.AppKey("origins")
 TRUSTED: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("trusted")
@@ -22,8 +22,8 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def origin(request: web.Request) -> web.Response:
-    origins = request.app[ORIGINS]
-    return web.Response(text="yes" if origin_allowed(request, origins) else "no")
+    allowed = origin_allowed(request, request.app[ORIGINS], request.app[TRUSTED])
+    return web.Response(text="yes" if allowed else "no")
 
 
 async def make_client(
@@ -121,7 +121,6 @@ async def test_origin_rules() -> None:
         own = f"127.0.0.1:{client.port}"
         assert await origin_ok(client, {})  # no Origin: not a browser
         assert await origin_ok(client, {"Origin": f"http://{own}"})
-        assert await origin_ok(client, {"Origin": f"https://{own}"})  # TLS terminated by a proxy
         assert not await origin_ok(client, {"Origin": "http://127.0.0.1:1"})
         assert not await origin_ok(client, {"Origin": "https://evil.example"})
         assert not await origin_ok(client, {"Origin": "null"})
@@ -132,10 +131,65 @@ async def test_origin_rules() -> None:
         assert not await origin_ok(client, {"Origin": "http://chat.example.org"})
         assert await origin_ok(client, {"Origin": "http://localhost:3000"})
         assert not await origin_ok(client, {"Origin": "http://localhost:3001"})
-        # The Host header decides what "our own" origin is, default ports included.
-        assert await origin_ok(client, {"Host": "voice.example.net", "Origin": "https://voice.example.net"})
-        assert await origin_ok(client, {"Host": "voice.example.net:443", "Origin": "https://VOICE.example.net"})
-        assert not await origin_ok(client, {"Host": "voice.example.net:8443", "Origin": "https://voice.example.net"})
+        # The Host header decides what "our own" host is, default ports included.
+        https = {"X-Forwarded-Proto": "https"}
+        assert await origin_ok(client, {"Host": "voice.example.net", "Origin": "http://voice.example.net"})
+        assert await origin_ok(client, {"Host": "voice.example.net", "Origin": "https://voice.example.net", **https})
+        assert await origin_ok(
+            client, {"Host": "voice.example.net:443", "Origin": "https://VOICE.example.net", **https}
+        )
+        assert not await origin_ok(
+            client, {"Host": "voice.example.net:8443", "Origin": "https://voice.example.net", **https}
+        )
         assert await origin_ok(client, {"Host": "[::1]:8080", "Origin": "http://[::1]:8080"})
     finally:
         await client.close()
+
+
+async def test_origin_scheme_must_match_the_request() -> None:
+    """An http page may not open the socket of the https site of the same name (issue 12, item 12)."""
+    client = await make_client(LOOPBACK_NETWORKS)
+    try:
+        own = f"127.0.0.1:{client.port}"
+        # A plain-http request: an https page of the same host and port is someone else's.
+        assert not await origin_ok(client, {"Origin": f"https://{own}"})
+        # Behind a TLS-terminating trusted proxy the request is http, and X-Forwarded-Proto says what it was.
+        assert await origin_ok(client, {"Origin": f"https://{own}", "X-Forwarded-Proto": "https"})
+        assert await origin_ok(client, {"Origin": f"https://{own}", "X-Forwarded-Proto": "HTTPS"})
+        assert not await origin_ok(client, {"Origin": f"http://{own}", "X-Forwarded-Proto": "https"})
+        # The nearest proxy's value (right-most) counts; junk is ignored and the socket's scheme stands.
+        assert await origin_ok(client, {"Origin": f"https://{own}", "X-Forwarded-Proto": "http, https"})
+        assert not await origin_ok(client, {"Origin": f"https://{own}", "X-Forwarded-Proto": "https, http"})
+        assert not await origin_ok(client, {"Origin": f"https://{own}", "X-Forwarded-Proto": "gopher"})
+        assert await origin_ok(client, {"Origin": f"http://{own}", "X-Forwarded-Proto": "gopher"})
+        # The default ports follow the scheme: https://host is port 443, not the http default.
+        elsewhere = {"Host": "voice.example.net:80", "Origin": "https://voice.example.net"}
+        assert not await origin_ok(client, {**elsewhere, "X-Forwarded-Proto": "https"})
+    finally:
+        await client.close()
+    untrusted = await make_client((ipaddress.ip_network("10.0.0.0/8"),))
+    try:
+        own = f"127.0.0.1:{untrusted.port}"
+        # Only a trusted proxy may say the request was https.
+        assert not await origin_ok(untrusted, {"Origin": f"https://{own}", "X-Forwarded-Proto": "https"})
+        assert await origin_ok(untrusted, {"Origin": f"http://{own}", "X-Forwarded-Proto": "https"})
+    finally:
+        await untrusted.close()
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::1", "::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("unix-socket", "unix-socket"),
+        ("", ""),
+    ],
+)
+def test_limits_count_ipv4_addresses_and_ipv6_slash_64s(ip: str, key: str) -> None:
+    assert limit_key(ip) == key

@@ -297,6 +297,9 @@ def keys_used_in_scripts() -> set[str]:
         for argument in re.findall(r"setText\([^,]+,\s*([^,)]+)", text):
             keys.update(literal.findall(argument))
         keys.update(re.findall(r"'(err_[a-z0-9_]+)'", text))
+        # { key, vars } values: diagnostics rows and events that carry a string to translate later.
+        for argument in re.findall(r"\bkey: ([^,}]+)", text):
+            keys.update(literal.findall(argument))
         for argument in re.findall(r"this\.(?:retry|drop)\(([^)]*)\)", text):
             keys.update(f"reason_{reason}" for reason in literal.findall(argument))
     return keys

@@ -4,7 +4,6 @@ import struct
 
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
-from ghosttalk.media.icemux import stun_username
 from ghosttalk.media.rtp import build_rtp, parse_rtp, sender_reports
 
 
@@ -36,16 +35,6 @@ def test_garbage_is_rejected_not_raised() -> None:
     padding_past_header = bytes([0xA0, 1]) + b"\x00" * 9 + b"\xff"
     for data in (b"", b"\x80", b"\x00" * 12, truncated_extension, padding_past_header):
         assert parse_rtp(data) is None
-
-
-def test_stun_username_finds_the_attribute_and_ignores_everything_else() -> None:
-    username = b"abcd:wxyz"
-    attribute = struct.pack("!HH", 0x0006, len(username)) + username + b"\x00" * (-len(username) % 4)
-    request = struct.pack("!HH", 0x0001, len(attribute)) + b"\x21\x12\xa4\x42" + b"t" * 12 + attribute
-    assert stun_username(request) == "abcd:wxyz"
-    assert stun_username(request[:-4]) is None  # the attribute runs past the end
-    assert stun_username(b"\x01\x01" + request[2:]) is None  # a response, not a request
-    assert stun_username(b"\x80" * 40) is None
 
 
 def test_sender_reports_are_found_in_a_compound_packet_and_garbage_stops_the_walk() -> None:

@@ -44,6 +44,16 @@ a=sctp-port:5000\r
         ("room=ok&name=" + "x" * 13, "at most 12"),
         ("room=ok&name=a%01b", "control"),
         ("room=ok&name=a%E2%80%8Eb", "control"),
+        # Issue 12, item 12: names that render as nothing, and line breaks inside a name.
+        ("room=ok&name=%E3%85%A4", "visible character"),  # U+3164 HANGUL FILLER
+        ("room=ok&name=%E1%85%9F%E1%85%A0", "visible character"),  # U+115F U+1160
+        ("room=ok&name=%EF%BE%A0%E2%A0%80", "visible character"),  # U+FFA0, U+2800 blank braille
+        ("room=ok&name=%CC%81%CC%81", "visible character"),  # combining marks alone
+        ("room=ok&name=%E2%80%8D%E2%80%8C", "control"),  # ZWJ, ZWNJ
+        ("room=ok&name=a%E2%80%A8b", "line breaks"),  # U+2028
+        ("room=ok&name=a%E2%80%A9b", "line breaks"),  # U+2029
+        ("room=ok&name=a%09b", "line breaks"),
+        ("room=ok&name=%EE%80%80", "private-use"),  # U+E000
     ],
 )
 async def test_bad_room_or_name_is_refused_before_the_upgrade(
@@ -56,6 +66,28 @@ async def test_bad_room_or_name_is_refused_before_the_upgrade(
         async with session.get(f"{shared_server.url}/ws?{query}") as response:
             assert response.status == 400
             assert reason in await response.text()
+
+
+async def test_the_websocket_origin_check_compares_the_scheme(shared_server: ServerProcess) -> None:
+    """Issue 12, item 12: an https page may open /ws only where the request was https, which behind a
+    TLS-terminating proxy only a trusted proxy's X-Forwarded-Proto can say (loopback is trusted by default)."""
+    url = shared_server.ws_url("origin-scheme", "oscar")
+    own = shared_server.url.removeprefix("http://")
+    cases = [
+        ({"Origin": f"http://{own}"}, 101),
+        ({"Origin": f"https://{own}"}, 403),
+        ({"Origin": f"https://{own}", "X-Forwarded-Proto": "https"}, 101),
+        ({"Origin": f"http://{own}", "X-Forwarded-Proto": "https"}, 403),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for headers, status in cases:
+            try:
+                async with session.ws_connect(url, headers=headers) as ws:
+                    await ws.receive_str(timeout=5)
+                    got = 101
+            except aiohttp.WSServerHandshakeError as exc:
+                got = exc.status
+            assert got == status, headers
 
 
 async def test_twelve_unicode_characters_are_a_fine_name(shared_server: ServerProcess) -> None:
@@ -100,7 +132,7 @@ async def next_error(client: Client, count_before: int) -> str:
             "sdpMid or sdpMLineIndex",
         ),
         (
-            '{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host", '
+            '{"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5555 typ host", '
             '"sdpMid": "99"}}',
             "unknown sdpMid",
         ),

@@ -37,6 +37,13 @@ EGRESS_QUEUE_PACKETS = 64
 # the per-receiver queues absorb (and shed) the excess instead of growing one unbounded shared buffer.
 SOCKET_BACKLOG_BYTES = 256 * 1024
 OPUS_CLOCK_RATE = 48000
+# Per-sender packet rate cap. Opus sends 50 packets/s at 20 ms and 100 at 10 ms; a second's window of 150
+# leaves room for a burst (packets a network stall held back arrive together) without letting one sender
+# multiply everyone's load. Packets over the cap are dropped and counted; a sender over it in more than
+# FLOOD_SECONDS consecutive windows is flooding, and its session is closed: after FLOOD_SECONDS - 1 to
+# FLOOD_SECONDS seconds of flood (the windows are whole seconds of the clock, so the first may be a sliver).
+MAX_PACKETS_PER_SECOND = 150
+FLOOD_SECONDS = 5
 
 
 class _BufferedTransport(Protocol):
@@ -52,6 +59,7 @@ class ForwardingCounters:
     packets_forwarded: int = 0
     bytes_forwarded: int = 0
     packets_dropped: int = 0
+    packets_rate_limited: int = 0
 
 
 class Forwarder:
@@ -221,7 +229,19 @@ class OutboundStream:
 class Speaker:
     """One peer's incoming audio and the outbound streams it feeds."""
 
-    __slots__ = ("counters", "payload_types", "statistics", "streams", "unprotect", "unprotect_rtcp")
+    __slots__ = (
+        "counters",
+        "flood_streak",
+        "on_flood",
+        "over_window",
+        "payload_types",
+        "statistics",
+        "streams",
+        "unprotect",
+        "unprotect_rtcp",
+        "window",
+        "window_packets",
+    )
 
     def __init__(self, counters: ForwardingCounters) -> None:
         self.counters = counters
@@ -230,6 +250,16 @@ class Speaker:
         self.payload_types: frozenset[int] = frozenset()
         self.unprotect: Callable[[bytes], bytes] | None = None
         self.unprotect_rtcp: Callable[[bytes], bytes] | None = None
+        # Called once when the sender has been over MAX_PACKETS_PER_SECOND for more than FLOOD_SECONDS windows
+        # in a row.
+        self.on_flood: Callable[[], None] | None = None
+        # The rate cap: packets in the current one-second window (whole seconds of the monotonic clock; an
+        # integer compare and increment per packet, cheaper than a token bucket's float arithmetic), and the
+        # run of consecutive windows that went over it.
+        self.window = 0
+        self.window_packets = 0
+        self.over_window = -1
+        self.flood_streak = 0
 
     def bind(self, session: pylibsrtp.Session, statistics: ReceiverStatistics, payload_types: frozenset[int]) -> None:
         """Start accepting packets once the speaker's DTLS-SRTP (its receive session) and audio transceiver
@@ -269,6 +299,15 @@ class Speaker:
             statistics.sender_report(ssrc, ntp_timestamp)
 
     def on_rtp(self, data: bytes) -> None:
+        # Counted after SRTP authentication (a forger spoofing this peer's address cannot spend its budget).
+        now = time.monotonic()
+        second = int(now)
+        if second != self.window:
+            self.window, self.window_packets = second, 0
+        self.window_packets += 1
+        if self.window_packets > MAX_PACKETS_PER_SECOND:
+            self._over_cap(second)
+            return
         packet = parse_rtp(data)
         if packet is None or packet.payload_type not in self.payload_types:
             self.counters.packets_dropped += 1
@@ -279,10 +318,21 @@ class Speaker:
             statistics.add(packet.ssrc, packet.sequence_number, packet.timestamp)
         streams = self.streams
         if streams:
-            now = time.monotonic()
             for stream in streams:
                 stream.forward(packet, now)
 
+    def _over_cap(self, second: int) -> None:
+        self.counters.packets_rate_limited += 1
+        if self.window_packets != MAX_PACKETS_PER_SECOND + 1:
+            return  # this window has been counted towards the streak already
+        self.flood_streak = self.flood_streak + 1 if self.over_window == second - 1 else 1
+        self.over_window = second
+        on_flood = self.on_flood
+        if self.flood_streak > FLOOD_SECONDS and on_flood is not None:
+            self.on_flood = None
+            on_flood()
+
     def close(self) -> None:
         self.unprotect = self.unprotect_rtcp = None
+        self.on_flood = None
         self.streams.clear()

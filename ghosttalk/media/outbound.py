@@ -3,6 +3,12 @@
 aiortc cannot remove an m-section, so a transceiver whose speaker left goes ``inactive`` and waits in a pool.
 It is handed to a new speaker only after a negotiation that saw it inactive has completed: the browser then
 fires a fresh ``track`` event with the new MediaStream id instead of silently re-labelling a live track.
+
+Some stacks (Pion) stop a transceiver for good once an offer makes it inactive, and answer ``inactive`` when
+it is offered ``sendonly`` again. A line that an answer leaves unable to carry the speaker it was offered
+with is dead: it stays inactive for the connection's life, its speaker moves to a fresh line at once, and a
+client that refused a reused line gets fresh lines from then on. Dead lines cannot be removed either, so a
+connection has a budget of lines (:func:`max_forwarding_lines`); past it the connection has to end.
 """
 
 from __future__ import annotations
@@ -15,6 +21,19 @@ from ghosttalk.media.aiortc_adapter.endpoints import release_unused_receiver, sk
 from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc, set_stream_identity
 from ghosttalk.media.forwarder import EgressSink, OutboundStream, Speaker, StreamPosition
 
+SENDING = ("sendonly", "sendrecv")
+
+
+def max_forwarding_lines(max_room_peers: int) -> int:
+    """Forwarding lines a connection may ever have: a full room needs ``max_room_peers - 1`` live ones; twice
+    as many again covers the lines a stack that stops inactive transceivers leaves behind (one each time a
+    speaker it heard leaves) through a long call, and still bounds a client that refuses every line."""
+    return 3 * max(max_room_peers - 1, 1)
+
+
+class ForwardingLinesExhausted(Exception):
+    """The connection would need a forwarding line beyond its budget."""
+
 
 @dataclass(slots=True)
 class OutboundSlot:
@@ -23,8 +42,15 @@ class OutboundSlot:
     speaker_id: str | None = None
     speaker: Speaker | None = None
     stream: OutboundStream | None = None
-    # The negotiation round after which an emptied slot may carry somebody else.
-    reusable_after: int = 0
+    # What our outstanding offer says of this line: offered at all, and the speaker it carries (None: inactive).
+    in_offer: bool = False
+    offered_speaker: str | None = None
+    # Emptied, and an answer to an offer that showed it inactive is in: it may carry somebody else.
+    free: bool = False
+    # Taken from the pool rather than made for its speaker.
+    reused: bool = False
+    # The client refused to receive on it: inactive for good, never reused.
+    dead: bool = False
 
     def detach(self) -> None:
         if self.stream is not None and self.speaker is not None:
@@ -33,37 +59,57 @@ class OutboundSlot:
                 self.speaker.streams.remove(self.stream)
         self.stream = None
 
+    def empty(self) -> None:
+        self.detach()
+        self.speaker_id, self.speaker = None, None
+        self.free = False
+        self.transceiver.direction = "inactive"
+
 
 class OutboundSlots:
-    """The pool of forwarding transceivers of one connection."""
+    """The pool of forwarding transceivers of one connection, at most ``max_lines`` of them ever."""
 
-    def __init__(self, pc: RTCPeerConnection) -> None:
+    def __init__(self, pc: RTCPeerConnection, max_lines: int) -> None:
         self._pc = pc
         self._slots: list[OutboundSlot] = []
-        # Incremented each time an answer to our offer is applied.
-        self.round = 0
+        self._max_lines = max_lines
+        # Until the client refuses a line it has seen inactive (then it stops such lines, as Pion does).
+        self._reuse = True
 
     def __len__(self) -> int:
         return sum(1 for slot in self._slots if slot.speaker_id is not None)
+
+    @property
+    def dead_lines(self) -> int:
+        """Lines the client refused to receive on."""
+        return sum(1 for slot in self._slots if slot.dead)
 
     def speaker_ids(self) -> list[str]:
         return [slot.speaker_id for slot in self._slots if slot.speaker_id is not None]
 
     def assign(self, speaker_id: str, speaker: Speaker) -> None:
-        """Give ``speaker`` a send-only transceiver; it carries audio once negotiated and connected."""
+        """Give ``speaker`` a send-only transceiver; it carries audio once negotiated and connected.
+        Raises :class:`ForwardingLinesExhausted` if that needs a line beyond the budget."""
         if any(slot.speaker_id == speaker_id for slot in self._slots):
             return
-        slot = next(
-            (s for s in self._slots if s.speaker_id is None and s.reusable_after < self.round),
-            None,
-        )
+        slot = next((s for s in self._slots if s.free), None) if self._reuse else None
+        self._place(speaker_id, speaker, slot)
+
+    def _place(self, speaker_id: str, speaker: Speaker, slot: OutboundSlot | None) -> None:
         if slot is None:
+            if len(self._slots) >= self._max_lines:
+                raise ForwardingLinesExhausted(
+                    f"the connection has used all its {self._max_lines} forwarding lines "
+                    f"(it refused to receive on {self.dead_lines}); join again"
+                )
             # No track: the forwarder writes this sender's packets, the connection's report loop its RTCP.
             transceiver = self._pc.addTransceiver("audio", direction="sendonly")
             skip_loops(transceiver.sender)
             release_unused_receiver(transceiver.receiver)
             slot = OutboundSlot(transceiver, StreamPosition.random())
             self._slots.append(slot)
+        else:
+            slot.free, slot.reused = False, True
         slot.speaker_id, slot.speaker = speaker_id, speaker
         slot.transceiver.direction = "sendonly"
         set_stream_identity(slot.transceiver.sender, speaker_id, f"voice-{speaker_id}")
@@ -71,19 +117,44 @@ class OutboundSlots:
     def release(self, speaker_id: str) -> bool:
         for slot in self._slots:
             if slot.speaker_id == speaker_id:
-                slot.detach()
-                slot.speaker_id, slot.speaker = None, None
-                slot.transceiver.direction = "inactive"
-                slot.reusable_after = self.round
+                slot.empty()
                 return True
         return False
+
+    def offered(self) -> None:
+        """Our offer has been set as the local description: remember what it says of every line."""
+        for slot in self._slots:
+            slot.in_offer, slot.offered_speaker = True, slot.speaker_id
+
+    def answered(self) -> bool:
+        """The answer to our offer has been applied. Lines it showed inactive join the pool; a line offered
+        with a speaker that the answer left unable to carry it dies, and the speaker moves to a fresh line.
+        True if that happened (the move needs an offer now). Raises :class:`ForwardingLinesExhausted`."""
+        moved = False
+        for slot in list(self._slots):
+            if not slot.in_offer:
+                continue  # added after our offer went out: the next one carries it
+            slot.in_offer = False
+            if slot.dead:
+                continue
+            speaker_id, speaker = slot.speaker_id, slot.speaker
+            if speaker_id is None or speaker is None:
+                slot.free = slot.offered_speaker is None
+            elif speaker_id == slot.offered_speaker and slot.transceiver.currentDirection not in SENDING:
+                slot.empty()
+                slot.dead = True
+                if slot.reused:
+                    self._reuse = False
+                self._place(speaker_id, speaker, None)
+                moved = True
+        return moved
 
     def activate(self, sink: EgressSink) -> None:
         """Start forwarding on every assigned slot the receiver has accepted in a completed negotiation."""
         for slot in self._slots:
             if slot.speaker is None or slot.stream is not None:
                 continue
-            if slot.transceiver.currentDirection not in ("sendonly", "sendrecv"):
+            if slot.transceiver.currentDirection not in SENDING:
                 continue
             payload_type = negotiated_payload_type(slot.transceiver)
             if payload_type is None:

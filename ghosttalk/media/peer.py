@@ -19,7 +19,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity, srtp_sessions, tap_rtp
+from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity, keep_dtls_roles, srtp_sessions, tap_rtp
 from ghosttalk.media.aiortc_adapter.endpoints import skip_decoder_thread, skip_loops
 from ghosttalk.media.aiortc_adapter.ice import (
     gather_on_shared_socket,
@@ -34,10 +34,18 @@ from ghosttalk.media.aiortc_adapter.negotiation import (
     sender_ssrc,
 )
 from ghosttalk.media.aiortc_adapter.rtcp import ReceiverStatistics
-from ghosttalk.media.description import SignalingError, check_answer_directions, is_mdns_candidate, parse_description
+from ghosttalk.media.description import (
+    MAX_CANDIDATES,
+    Admission,
+    CandidateFilter,
+    SignalingError,
+    check_answer_directions,
+    check_offer_lines,
+    parse_description,
+)
 from ghosttalk.media.forwarder import OPUS_CLOCK_RATE, EgressSink, Forwarder, Speaker
 from ghosttalk.media.icemux import IceMux
-from ghosttalk.media.outbound import OutboundSlots
+from ghosttalk.media.outbound import ForwardingLinesExhausted, OutboundSlots, max_forwarding_lines
 from ghosttalk.media.reports import ReportSources, send_reports
 
 logger = logging.getLogger(__name__)
@@ -61,7 +69,8 @@ class MediaLimits:
     heartbeat_timeout: float = 8.0
     connect_timeout: float = 30.0
     offer_timeout: float = 15.0
-    max_pending_candidates: int = 64
+    # Bounds the forwarding lines of one connection (see outbound.max_forwarding_lines).
+    max_room_peers: int = 10
 
 
 @dataclass(slots=True)
@@ -73,6 +82,8 @@ class MediaHooks:
     failed: Callable[[str], None]
     # A bug in our media code (the peer is then removed through ``failed``).
     error: Callable[[BaseException], None]
+    # The peer broke a media limit (``packet_rate``: see forwarder.Speaker); the room ends its session.
+    limit_exceeded: Callable[[str], None]
 
 
 class PeerMedia:
@@ -84,18 +95,22 @@ class PeerMedia:
         identity: SharedDtlsIdentity,
         hooks: MediaHooks,
         limits: MediaLimits,
+        candidates: CandidateFilter,
     ) -> None:
         self.peer_id = peer_id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         identity.apply(self.pc)
         self.speaker = Speaker(forwarder.counters)
-        self.slots = OutboundSlots(self.pc)
+        self.speaker.on_flood = lambda: hooks.limit_exceeded("packet_rate")
+        self.slots = OutboundSlots(self.pc, max_forwarding_lines(limits.max_room_peers))
+        self._lines_exhausted = False
         self.sink: EgressSink | None = None
         self.candidate_type: str | None = None
         self._mux = mux
         self._forwarder = forwarder
         self._hooks = hooks
         self._limits = limits
+        self._candidate_filter = candidates
         # The browser's voice: its first offer's audio m-line takes this transceiver (the first without a mid),
         # made now so that the answer already carries our codec preference.
         self._inbound = self.pc.addTransceiver("audio", direction="recvonly")
@@ -110,13 +125,16 @@ class PeerMedia:
         self._remote_set = asyncio.Event()
         self._needs_offer = False
         self._offer_task: asyncio.Task[None] | None = None
-        self._candidates: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limits.max_pending_candidates)
+        # Candidates wait here for the first offer; the filter lets at most MAX_CANDIDATES in, ever.
+        self._candidates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._created_at = time.monotonic()
         self._connected_at: float | None = None
         self._last_pong: float | None = None
         self._closed = False
         self.pc.on("connectionstatechange", self._on_connection_state)
+        # aiortc closes a connection whose DTLS peer said goodbye; its signaling state says so first.
+        self.pc.on("signalingstatechange", self._on_signaling_state)
 
     def start(self) -> None:
         self._spawn(self._watchdog())
@@ -138,13 +156,20 @@ class PeerMedia:
 
     # Speakers (called by the room).
 
+    @property
+    def usable(self) -> bool:
+        """Whether the connection can still carry media (aiortc refuses new transceivers once it is closed)."""
+        return not self._closed and self.pc.signalingState != "closed" and self.pc.connectionState != "failed"
+
     def add_speaker(self, speaker_id: str, speaker: Speaker) -> None:
+        if not self.usable:
+            return  # on its way out of the room: nothing to negotiate any more
         if not self._remote_set.is_set():
             # Transceivers added before the browser's first offer would be matched to its m-line; wait.
             self._early_speakers[speaker_id] = speaker
             return
-        self.slots.assign(speaker_id, speaker)
-        self._request_offer()
+        if self._assign(speaker_id, speaker):
+            self._request_offer()
 
     def remove_speaker(self, speaker_id: str) -> None:
         if self._early_speakers.pop(speaker_id, None) is None and self.slots.release(speaker_id):
@@ -153,7 +178,10 @@ class PeerMedia:
     # Client messages.
 
     async def handle_offer(self, sdp: object) -> None:
-        text, _ = parse_description(sdp, "offer")
+        known = self._known_mids()
+        # The lines the connection has, a new voice line and a data channel line: nothing else can pass.
+        text, offer = parse_description(sdp, "offer", self._candidate_filter, max_media=len(known) + 2)
+        check_offer_lines(offer, known, self._inbound.mid)
         async with self._sdp_lock:
             if self._closed:
                 return
@@ -170,17 +198,19 @@ class PeerMedia:
             answer = await self.pc.createAnswer()
             gather_on_shared_socket(self.pc, self._mux, self._mux.advertised)
             await self.pc.setLocalDescription(answer)
+            # The first exchange settles the DTLS role for good; no later answer's a=setup may change it.
+            keep_dtls_roles(self.pc)
             self._refresh_payload_types()
             self._remote_set.set()
             self._hooks.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
             for speaker_id, speaker in self._early_speakers.items():
-                self.slots.assign(speaker_id, speaker)
+                self._assign(speaker_id, speaker)
             self._early_speakers.clear()
         if self._needs_offer:
             self._request_offer()
 
     async def handle_answer(self, sdp: object) -> None:
-        text, answer = parse_description(sdp, "answer")
+        text, answer = parse_description(sdp, "answer", self._candidate_filter)
         async with self._sdp_lock:
             if self._closed:
                 return
@@ -194,7 +224,12 @@ class PeerMedia:
                 # We cannot roll back: repeat our offer so that a well-behaved client can answer again.
                 self._hooks.send({"type": "offer", "sdp": offer})
                 raise
-            self.slots.round += 1
+            try:
+                if self.slots.answered():
+                    # A line the client would not receive on: its speaker is on a fresh line, offered now.
+                    self._needs_offer = True
+            except ForwardingLinesExhausted as exc:
+                self._give_up_lines(exc)
             self._refresh_payload_types()
             if self.sink is not None:
                 self.slots.activate(self.sink)
@@ -213,16 +248,40 @@ class PeerMedia:
             raise SignalingError("candidate needs a 'candidate' string and an optional 'sdpMid' string")
         if not (index is None or (isinstance(index, int) and not isinstance(index, bool) and index >= 0)):
             raise SignalingError("sdpMLineIndex must be a non-negative integer")
-        if mid is None and index is None and line:
+        if not mid and index is None and line:
             raise SignalingError("candidate needs sdpMid or sdpMLineIndex")
         if not line:
             return
-        try:
-            self._candidates.put_nowait({"candidate": line, "sdpMid": mid, "sdpMLineIndex": index})
-        except asyncio.QueueFull:
-            raise SignalingError("too many candidates waiting for the offer") from None
+        line = line.removeprefix("candidate:")
+        admission, parsed = self._candidate_filter.admit(line)  # refuses an invalid line, naming it
+        if parsed is not None and len(self._signalled) < MAX_SIGNALLED_CANDIDATES:
+            # Dropped ones too: a relay behind a private address connects as prflx, and is reported as relay.
+            self._signalled[(str(parsed.address), parsed.port)] = parsed.type
+        if admission is Admission.OVER_LIMIT:
+            raise SignalingError(f"too many candidates: at most {MAX_CANDIDATES} per connection are checked")
+        if admission is not Admission.CHECK:
+            return
+        self._candidates.put_nowait({"candidate": line, "sdpMid": mid, "sdpMLineIndex": index})
 
     # Negotiation internals.
+
+    def _assign(self, speaker_id: str, speaker: Speaker) -> bool:
+        """A forwarding line for ``speaker``; False (and the session ends) once the connection has used up its
+        budget of lines, which only a client that keeps refusing to receive can do."""
+        if self._lines_exhausted:
+            return False
+        try:
+            self.slots.assign(speaker_id, speaker)
+        except ForwardingLinesExhausted as exc:
+            self._give_up_lines(exc)
+            return False
+        return True
+
+    def _give_up_lines(self, exc: ForwardingLinesExhausted) -> None:
+        if not self._lines_exhausted:
+            self._lines_exhausted = True
+            logger.info("peer %s: %s", self.peer_id, exc)
+            self._hooks.failed(str(exc))
 
     async def _apply_remote(self, sdp: str, kind: str) -> None:
         try:
@@ -260,6 +319,10 @@ class PeerMedia:
             ):
                 return  # an answer or the first offer will call us again
             self._needs_offer = False
+            # What the offer says of each line is fixed here: createOffer reads the transceivers without
+            # awaiting. Recorded afterwards, a speaker placed on a pooled line meanwhile would count as
+            # offered, and the answer (to an offer that showed the line inactive) as refusing that speaker.
+            self.slots.offered()
             offer = await create_offer_keeping_negotiated(self.pc, self._inbound)
             gather_on_shared_socket(self.pc, self._mux, self._mux.advertised)
             await self.pc.setLocalDescription(offer)
@@ -269,45 +332,45 @@ class PeerMedia:
         await self._remote_set.wait()
         while True:
             item = await self._candidates.get()
-            line: str = item["candidate"]
-            if line.startswith("candidate:"):
-                line = line[len("candidate:") :]
-            try:
-                candidate = candidate_from_sdp(line)
-            except Exception:
-                self._hooks.send({"type": "error", "message": "candidate does not parse"})
+            mid, index = item["sdpMid"], item["sdpMLineIndex"]
+            # Matched by sdpMid, else by sdpMLineIndex (Pion sends an empty mid with a valid index). Under
+            # BUNDLE every m-line shares the first one's transport, so that is where every candidate goes.
+            if mid not in self._known_mids() and (index is None or index >= len(self._known_mids())):
+                where = f"sdpMid {mid!r}" + ("" if index is None else f" or sdpMLineIndex {index}")
+                self._hooks.send({"type": "error", "message": f"candidate for unknown {where}"})
                 continue
-            if is_mdns_candidate(line):
-                # An mDNS name hides a browser's LAN address; we cannot resolve names on someone else's
-                # LAN (and must not multicast from a public server). Its connectivity checks reach us
-                # anyway and teach aioice the real address as a peer-reflexive candidate.
-                continue
-            mid = item["sdpMid"]
-            if mid is not None and mid not in self._known_mids():
-                self._hooks.send({"type": "error", "message": f"candidate for unknown sdpMid {mid!r}"})
-                continue
-            if len(self._signalled) < MAX_SIGNALLED_CANDIDATES:
-                self._signalled[(candidate.ip, candidate.port)] = candidate.type
-            candidate.sdpMid, candidate.sdpMLineIndex = mid, item["sdpMLineIndex"]
+            candidate = candidate_from_sdp(item["candidate"])  # well-formed: the filter has parsed it
+            candidate.sdpMid, candidate.sdpMLineIndex = self._inbound.mid, None
             try:
                 await self.pc.addIceCandidate(candidate)
             except Exception as exc:
                 self._hooks.send({"type": "error", "message": f"candidate rejected: {exc}"})
 
-    def _known_mids(self) -> set[str]:
-        mids = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+    def _known_mids(self) -> dict[str, str]:
+        """mid -> kind of every m-line the connection has negotiated or offered."""
+        mids = {t.mid: t.kind for t in self.pc.getTransceivers() if t.mid is not None}
         if self.pc.sctp is not None and self.pc.sctp.mid is not None:
-            mids.add(self.pc.sctp.mid)
+            mids[self.pc.sctp.mid] = "application"
         return mids
 
     # Connection state, forwarding and liveness.
 
+    def _on_signaling_state(self) -> None:
+        if self.pc.signalingState == "closed" and not self._closed:
+            self._hooks.failed("media connection closed")
+
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
-        if state == "connected" and self._connected_at is None:
-            self._on_connected()
-        elif state == "failed" and not self._closed:
+        if self._closed:
+            return
+        if state == "closed":
+            # The client closed its side (DTLS close_notify, after which aiortc closes the connection): leave
+            # at once rather than at the heartbeat's timeout, while joins would meet a closed connection.
+            self._hooks.failed("media connection closed")
+        elif state == "failed":
             self._hooks.failed("ICE or DTLS failed")
+        elif state == "connected" and self._connected_at is None:
+            self._on_connected()
 
     def _on_connected(self) -> None:
         dtls = self._inbound.receiver.transport

@@ -1,5 +1,6 @@
 """Chromium driven by Playwright, each browser with its own tone as a fake microphone, and the JavaScript
-probes the tests run inside the page (FFT peak per remote stream, inbound RTP statistics)."""
+probes the tests run inside the page (FFT peak per remote stream, inbound RTP statistics); the probes run in
+the Marionette-driven Firefox of tests/browser/firefox.py as well."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright
@@ -214,15 +215,45 @@ async (ms) => {
 """
 
 
-def spectrum(person: Person, ms: int = 1200) -> dict[str, dict[str, float]]:
+class Evaluates(Protocol):
+    """A page the probes can run in: Playwright's Page, or a window of the Marionette-driven Firefox."""
+
+    def evaluate(self, expression: str, arg: Any = None) -> Any: ...
+
+
+class OnPage(Protocol):
+    @property
+    def page(self) -> Evaluates: ...
+
+
+# Audio bytes and packets received, summed over the page's inbound-rtp streams (getStats).
+INBOUND_TOTALS_JS = """
+async () => {
+  const totals = { bytes: 0, packets: 0 };
+  if (!window.__pc) return totals;
+  (await window.__pc.getStats()).forEach((s) => {
+    if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
+    totals.bytes += s.bytesReceived || 0;
+    totals.packets += s.packetsReceived || 0;
+  });
+  return totals;
+}
+"""
+
+
+def spectrum(person: OnPage, ms: int = 1200) -> dict[str, dict[str, float]]:
     return dict(person.page.evaluate(SPECTRUM_JS, ms))
 
 
-def live_inbound(person: Person, ms: int = 1000) -> int:
+def live_inbound(person: OnPage, ms: int = 1000) -> int:
     return int(person.page.evaluate(LIVE_INBOUND_JS, ms))
 
 
-def heard(person: Person, speaker_id: str, ms: int = 1000) -> dict[str, float] | None:
+def inbound_totals(person: OnPage) -> dict[str, int]:
+    return {key: int(value) for key, value in person.page.evaluate(INBOUND_TOTALS_JS).items()}
+
+
+def heard(person: OnPage, speaker_id: str, ms: int = 1000) -> dict[str, float] | None:
     return spectrum(person, ms).get(speaker_id)
 
 

@@ -90,7 +90,7 @@ def test_panel_shows_the_live_room_and_bans_kicks_and_unbans(
         assert len(cat_joins) == 1, "the kicked page rejoined by itself"
 
         # Ban Bob's address: Bob is disconnected at once, Ann stays, and Bob cannot come back.
-        page.click(f"{row(page, 'Bob')} button[data-action='ban']")
+        page.click(f"{row(page, 'Bob')} button[data-action='ban']:text-is('Ban address')")
         page.wait_for_selector(f"#message:has-text('Banned {BOB_ADDRESS}; 1 connection(s) closed.')")
         page.wait_for_selector(row(page, "Bob"), state="detached", timeout=10_000)
         wait_until(lambda: bans_shown(page) == [BOB_ADDRESS], 5, message="the ban is listed")
@@ -134,6 +134,88 @@ def test_panel_reports_bad_input_and_a_wrong_key(
         response = wrong.goto(f"{server.url}/admin?key=wrong")
         assert response is not None and response.status == 401
         assert "wrong or missing admin key" in wrong.content()
+    finally:
+        context.close()
+
+
+def test_ban_a_prefix_from_a_row(browser: Browser, server: ServerProcess, panel: tuple[Page, list[str]]) -> None:
+    """Issue 12, item 7: one IPv6 person holds a whole /64, so the panel bans it from the person's row."""
+    page, errors = panel
+    eve = _join_as(browser, server, "Eve", "2001:db8:77:1::5")
+    ann = join(browser, server.url, ROOM, "Ann")
+    try:
+        page.wait_for_selector(f"{row(page, 'Eve')} button:text-is('Ban /64')", timeout=10_000)
+        # Ann comes from 127.0.0.1: her row offers the /24 instead.
+        page.wait_for_selector(f"{row(page, 'Ann')} button:text-is('Ban /24')", timeout=10_000)
+        page.click(f"{row(page, 'Eve')} button:text-is('Ban /64')")
+        page.wait_for_selector("#message:has-text('Banned 2001:db8:77:1::/64; 1 connection(s) closed.')")
+        wait_until(lambda: bans_shown(page) == ["2001:db8:77:1::/64"], 5, message="the prefix ban is listed")
+        page.wait_for_selector(row(page, "Eve"), state="detached", timeout=10_000)
+        assert _join_refused(browser, server, "Eve2", "2001:db8:77:1:aaaa::9"), "another address of the /64"
+        assert ann.peer_count() >= 1 and "Ann" in ann.peer_ids()
+        assert errors == [], errors
+    finally:
+        eve.context.close()
+        ann.context.close()
+
+
+@pytest.mark.parametrize(
+    ("opened_as", "left_as"),
+    [("/admin?key={key}", "/admin"), ("/admin#key={key}", "/admin"), ("/admin?x=1#key={key}&y=2", "/admin?x=1#y=2")],
+)
+def test_the_key_leaves_the_address_bar_and_travels_in_a_header(
+    browser: Browser, server: ServerProcess, opened_as: str, left_as: str
+) -> None:
+    """Issue 12, item 11: read once from the address, then only the X-Admin-Key header carries it."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        requests: list[tuple[str, str | None]] = []
+        page.on("request", lambda request: requests.append((request.url, request.headers.get("x-admin-key"))))
+        page.goto(server.url + opened_as.format(key=server.admin_key))
+        page.wait_for_selector("#status:has-text('Updated')")
+        assert page.url == server.url + left_as
+        api_calls = [(url, header) for url, header in requests if "action=" in url]
+        assert api_calls and all(header == server.admin_key for _, header in api_calls), api_calls
+        assert all(server.admin_key not in url for url, _ in api_calls)
+        # The history entry was replaced, not added to: back is the blank page the tab started with, and
+        # forward comes back to the panel without the key, which still works in this tab.
+        requests.clear()
+        page.go_back()
+        assert page.url == "about:blank"
+        page.go_forward()
+        assert page.url == server.url + left_as
+        page.wait_for_selector("#status:has-text('Updated')")
+        assert requests and all(server.admin_key not in url for url, _ in requests)
+        assert page.is_hidden("#login")
+    finally:
+        context.close()
+
+
+def test_the_login_form_needs_no_key_in_any_address(browser: Browser, server: ServerProcess) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        urls: list[str] = []
+        page.on("request", lambda request: urls.append(request.url))
+        response = page.goto(f"{server.url}/admin")
+        assert response is not None and response.status == 200
+        page.wait_for_selector("#login-key")
+        assert page.is_hidden("#panel")
+        page.fill("#login-key", "not-the-key-at-all")
+        page.click("#login-form button[type='submit']")
+        page.wait_for_selector("#login-message:has-text('Wrong or missing admin key')")
+        # A key pasted into the address of the open page changes only the fragment: it is taken all the same.
+        page.evaluate("document.querySelector('#login-message').textContent = ''")
+        page.goto(f"{server.url}/admin#key=another-wrong-key")
+        page.wait_for_selector("#login-message:has-text('Wrong or missing admin key')")
+        assert page.url == f"{server.url}/admin"
+        page.fill("#login-key", server.admin_key)
+        page.click("#login-form button[type='submit']")
+        page.wait_for_selector("#status:has-text('Updated')")
+        assert page.is_visible("#panel") and page.is_hidden("#login")
+        assert page.url == f"{server.url}/admin"
+        assert all(server.admin_key not in url for url in urls)
     finally:
         context.close()
 

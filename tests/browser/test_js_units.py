@@ -3,12 +3,17 @@ rule, initials, and the getStats() summary behind the signal indicator."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from itertools import pairwise
+from random import Random
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
 
+from ghosttalk.nickname import NameRefused, table
+from ghosttalk.signaling import validate_name
 from tests.browser.helpers import open_page
 from tests.serverproc import ServerProcess
 
@@ -65,10 +70,74 @@ def test_pasted_links(page: Page, text: str, target: str | None) -> None:
         ("a" * 13, {"error": "err_name_long"}),
         (" \t ", {"error": "err_name_empty"}),
         ("a\u0007b", {"error": "err_name_chars"}),
+        ("\u3164", {"error": "err_name_invisible"}),
+        ("\u115f\u1160", {"error": "err_name_invisible"}),
+        ("\u2800", {"error": "err_name_invisible"}),
+        ("\u200d\u200c", {"error": "err_name_chars"}),
+        ("a\u2028b", {"error": "err_name_chars"}),
+        ("\u2029Ann\u2028", {"name": "Ann"}),
     ],
 )
 def test_nickname_rule(page: Page, raw: str, expected: dict[str, str]) -> None:
     assert run(page, "join.js", "return m.checkNickname(arg);", raw) == expected
+
+
+def server_verdict(code_points: list[int]) -> str:
+    """What the server's validate_name says, in the page's terms: ``ok:<name>`` or the error's suffix."""
+    try:
+        return "ok:" + validate_name("".join(map(chr, code_points)))
+    except NameRefused as refused:
+        return refused.code
+
+
+# The corpus travels as one JSON text each way: Playwright takes seconds to carry 100,000 small arrays.
+PAGE_VERDICTS = """
+const verdict = (cps) => {
+  const result = m.checkNickname(String.fromCodePoint(...cps));
+  return result.error ? result.error.replace('err_name_', '') : 'ok:' + result.name;
+};
+return JSON.stringify(JSON.parse(arg).map(verdict));
+"""
+
+
+def nickname_corpus() -> list[list[int]]:
+    """Every BMP code point alone and between letters, both sides of every run of the shared table (the
+    supplementary planes), hand-picked names, and seeded random mixes of every class with spaces at the ends.
+    Code point lists rather than strings: lone surrogates survive the trip to the page."""
+    rule = table()
+    edges = sorted({max(0, min(0x10FFFF, start + delta)) for start in rule.starts for delta in (-1, 0, 1)})
+    singles = sorted(set(range(0x10000)) | set(edges))
+    corpus = [[cp] for cp in singles] + [[ord("a"), cp, ord("b")] for cp in singles]
+    for text in ("Ann", "  Ann Lee  ", "小明", "😀" * 12, "😀" * 13, "e\u0301" * 6, "e\u0301" * 7, "❤\ufe0f",
+                 "\u3164 \u3164", "\u2028", "\u3000x\u3000", "👩\u200d👩\u200d👧", "\ufeff", "a\u00adb"):
+        corpus.append([ord(char) for char in text])
+    random = Random(12)
+    pool = [*edges, *(ord(c) for c in "abc 小😀"), 0x20, 0x3000, 0x09, 0x2028, 0x0301, 0x3164, 0x2800, 0x200D,
+            0xD800, 0xDC00, 0xE000]
+    for _ in range(3000):
+        body = [random.choice(pool) for _ in range(random.randint(0, 15))]
+        pad = [random.choice((0x20, 0x09, 0x3000, 0x2028, 0x0A)) for _ in range(random.randint(0, 2))]
+        name = pad + body + pad[::-1]
+        # A high surrogate right before a low one is one character in JavaScript but two in Python.
+        if any(0xD800 <= a <= 0xDBFF and 0xDC00 <= b <= 0xDFFF for a, b in pairwise(name)):
+            continue
+        corpus.append(name)
+    return corpus
+
+
+def test_page_and_server_agree_on_every_nickname(page: Page) -> None:
+    """Issue 12, item 12: the page's rule is the server's, on every code point and a corpus of names."""
+    corpus = nickname_corpus()
+    page_says = json.loads(run(page, "join.js", PAGE_VERDICTS, json.dumps(corpus)))
+    server_says = [server_verdict(cps) for cps in corpus]
+    disagreements = [
+        (f"{' '.join(f'U+{cp:04X}' for cp in cps)}", theirs, ours)
+        for cps, theirs, ours in zip(corpus, page_says, server_says, strict=True)
+        if theirs != ours
+    ]
+    assert disagreements == [], disagreements[:20]
+    # The corpus exercised every verdict.
+    assert {verdict.split(":")[0] for verdict in server_says} == {"ok", "empty", "long", "chars", "invisible"}
 
 
 @pytest.mark.parametrize(

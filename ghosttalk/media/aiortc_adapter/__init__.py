@@ -4,11 +4,12 @@ GhostTalk forwards RTP without decoding and runs every peer's ICE on one UDP soc
 feature of aiortc 1.16.0 / aioice 0.13.0, so this package reaches into them, and nothing else does. One
 module per concern:
 
-* ``ice``: ICE on the shared socket (aioice's candidate gathering replaced per connection, the selected
-  pair), and the headless client's datagram filter.
+* ``ice``: ICE on the shared socket (aioice's candidate gathering replaced per connection, STUN that the
+  shared socket has authenticated handed to aioice, every send through the socket's guard, aiortc's DTLS
+  receive guarded against exceptions, the selected pair), and the headless client's datagram filter.
 * ``dtls``: one DTLS identity and OpenSSL context for every connection (:class:`dtls.SharedDtlsIdentity`),
-  the SRTP sessions the fast path uses, aiortc's RTP handler taken over (``tap_rtp``), and the headless
-  client's direct SRTP send and receive.
+  the DTLS role fixed by the first negotiation (``keep_dtls_roles``), the SRTP sessions the fast path uses,
+  aiortc's RTP handler taken over (``tap_rtp``), and the headless client's direct SRTP send and receive.
 * ``negotiation``: offers that keep what the browser's first negotiation settled (payload types,
   header-extension ids), and what was negotiated (payload types, SSRCs, msid, CNAME).
 * ``endpoints``: no aiortc loop per stream (``skip_loops``: the forwarder writes RTP and the connection's

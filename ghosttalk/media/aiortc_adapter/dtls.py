@@ -5,10 +5,15 @@ aiortc makes a key, a certificate and an OpenSSL context for every connection (a
 millisecond of CPU each); the server uses one :class:`SharedDtlsIdentity` for all of them. Ingress RTP:
 ``RTCDtlsTransport._handle_rtp_data`` is replaced per instance (:func:`tap_rtp`), so any packet that still
 takes aiortc's path reaches our handler instead of the receiver's jitter buffer and decoder thread.
+
+DTLS role: aiortc applies the ``a=setup`` of every m-section of every answer to the one shared (bundled)
+transport, the last section winning; :func:`keep_dtls_roles` fixes each transport's role once the first
+offer/answer exchange has decided it (RFC 8842: an exchange that keeps a DTLS association keeps its roles).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,9 +23,11 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint, RTCDtlsTransport, SRTPProtectionProfile
 from OpenSSL import SSL
 
-from ghosttalk.media.aiortc_adapter.ice import Address
+from ghosttalk.media.aiortc_adapter.ice import Address, dtls_transports
 from ghosttalk.media.rtp import RTCP_PAYLOAD_TYPES
 from ghosttalk.media.srtp import SRTP_ERRORS, fast_transform
+
+logger = logging.getLogger(__name__)
 
 
 def srtp_sessions(dtls: RTCDtlsTransport) -> tuple[Any, Any] | None:
@@ -38,6 +45,40 @@ def tap_rtp(dtls: RTCDtlsTransport, handler: Callable[[bytes], None]) -> None:
         handler(data)
 
     setattr(dtls, "_handle_rtp_data", handle_rtp_data)  # noqa: B010 (a per-instance override)
+
+
+class _PinnedRole:
+    """Stands in for one transport's ``_set_role`` once its role is settled: the role stays, a request for the
+    other one is ignored."""
+
+    __slots__ = ("role",)
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+    def __call__(self, role: str) -> None:
+        if role != self.role:
+            logger.debug("a description asked for DTLS role %s; the established role %s stays", role, self.role)
+
+
+def keep_dtls_roles(pc: RTCPeerConnection) -> None:
+    """Fix the DTLS role (client or server) of every transport of ``pc`` that has one, for the transport's
+    life. Call once an offer/answer exchange has completed; idempotent, later calls only pin transports
+    that have been given a role since.
+
+    Why: aiortc's ``setRemoteDescription`` hands each m-section's ``a=setup`` to the transport's
+    ``_set_role``, and with BUNDLE every section shares one transport, so the last section wins. Firefox
+    answers a re-offer ``passive`` on its audio section and ``active`` on a new ``m=application`` section;
+    Pion answers ``active`` to every re-offer. Either would flip the role: before the handshake both sides
+    wait as DTLS servers; during it the SRTP keys are derived for the wrong side; after it data channel ids
+    take the other side's parity (RFC 8832) and our next answer claims the other role, which a browser
+    refuses for a transport that is up. aiortc reads the role when the handshake starts, when it derives
+    the SRTP keys, for SCTP stream ids, and when it writes ``a=setup`` in an answer; all of them now see the
+    role the first exchange settled."""
+    for transport in dtls_transports(pc):
+        role = transport._role
+        if role in ("client", "server") and not isinstance(vars(transport).get("_set_role"), _PinnedRole):
+            setattr(transport, "_set_role", _PinnedRole(role))  # noqa: B010 (a per-instance override)
 
 
 class _ReusableCertificate(RTCCertificate):

@@ -6,15 +6,21 @@ connection, with a version that returns host candidates on the shared socket and
 :class:`SharedSocketStunProtocol` (a ``StunProtocol`` subclass) that sends through that socket. Once
 DTLS-SRTP is up, the shared socket hands SRTP straight to its :attr:`SharedSocketStunProtocol.srtp_handler`:
 the fast path, without aiortc's per-packet queue and task switch.
+
+The shared socket parses and authenticates STUN itself (``ghosttalk.media.icemux``) and hands aioice only
+messages it has accepted (:meth:`SharedSocketStunProtocol.handle_stun`); every send goes through the shared
+socket's guarded :meth:`SocketOwner.send`. :func:`guard_dtls_receive` keeps an exception in aiortc's DTLS,
+SRTP or SCTP receive handling from ending the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol, cast
 
+from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection
@@ -23,6 +29,9 @@ from aiortc.rtcicetransport import RTCIceTransport
 
 Address = tuple[str, int]
 SrtpHandler = Callable[[bytes], None]
+# After this many exceptions in a row without one datagram handled cleanly, the DTLS transport is treated as
+# broken (as aiortc itself would at the first): a guard must never turn a real failure into a busy loop.
+DTLS_ERRORS_IN_A_ROW = 100
 
 
 class SocketOwner(Protocol):
@@ -31,7 +40,13 @@ class SocketOwner(Protocol):
     transport: asyncio.DatagramTransport
     port: int
 
-    def claim(self, addr: Address, protocol: SharedSocketStunProtocol) -> None: ...
+    def send(self, data: bytes, addr: Address) -> None: ...
+
+    def drop(self, reason: str, exc: BaseException | None = None) -> None: ...
+
+    def expect(self, transaction_id: bytes, addr: Address, protocol: SharedSocketStunProtocol) -> None: ...
+
+    def forget(self, transaction_id: bytes) -> None: ...
 
     def register(self, ufrag: str, protocol: SharedSocketStunProtocol) -> None: ...
 
@@ -48,15 +63,56 @@ class SharedSocketStunProtocol(StunProtocol):
         self.local_candidate = candidate
         # Set once DTLS-SRTP is up: the shared socket then hands SRTP packets straight to it.
         self.srtp_handler: SrtpHandler | None = None
+        # Remote addresses routed to this protocol -> when the peer last proved itself from there (an
+        # authenticated check; see IceMux). Kept here so that release() need not scan the shared table.
+        self.addresses: dict[Address, float] = {}
 
     @property
     def connection(self) -> Connection:
         return self.receiver
 
-    def send_stun(self, message: Any, addr: Address) -> None:
-        # A connectivity check we send claims the address, so that its response finds us.
-        self.owner.claim(addr, self)
-        super().send_stun(message, addr)
+    @property
+    def password(self) -> bytes:
+        """The key of MESSAGE-INTEGRITY on checks sent to us (our local ICE password)."""
+        return self.receiver.local_password.encode()
+
+    def expects_username(self, remote_ufrag: str) -> bool:
+        """Whether a check naming ``remote_ufrag`` as its sender is for this connection (the peer's ufrag is
+        known once its description is, RFC 8445 section 7.3; until then any)."""
+        expected = self.receiver.remote_username
+        return expected is None or remote_ufrag == expected
+
+    def handle_stun(self, message: stun.Message, addr: Address) -> None:
+        """A STUN message the shared socket has parsed and accepted: an authenticated request for our ufrag,
+        or a response to one of our transactions from the address it went to. aioice's own
+        ``datagram_received`` would parse again and answer anything, forged or not."""
+        if message.message_class == stun.Class.REQUEST:
+            self.receiver.request_received(message, addr, self)
+        else:
+            transaction = self.transactions.get(message.transaction_id)
+            if transaction is not None:
+                transaction.response_received(message, addr)
+
+    async def request(
+        self,
+        request: stun.Message,
+        addr: Address,
+        integrity_key: bytes | None = None,
+        retransmissions: int | None = None,
+    ) -> tuple[stun.Message, Address]:
+        # A connectivity check we send: its response is routed back to us by transaction id, and only from
+        # the address it went to. No address is claimed by sending (a candidate can name anyone's).
+        self.owner.expect(request.transaction_id, addr, self)
+        try:
+            return await super().request(request, addr, integrity_key, retransmissions)
+        finally:
+            self.owner.forget(request.transaction_id)
+
+    def send_stun(self, message: stun.Message, addr: Address) -> None:
+        self.owner.send(bytes(message), addr)
+
+    async def send_data(self, data: bytes, addr: Address) -> None:
+        self.owner.send(data, addr)
 
     def deliver_data(self, data: bytes) -> None:
         """A non-STUN datagram for aiortc's own receive path (DTLS records, SRTCP)."""
@@ -109,6 +165,50 @@ def gather_on_shared_socket(pc: RTCPeerConnection, owner: SocketOwner, advertise
         if transport.iceGatherer.state == "new" and "get_component_candidates" not in vars(connection):
             gather = functools.partial(_shared_socket_candidates, connection, owner, advertised)
             setattr(connection, "get_component_candidates", gather)  # noqa: B010 (a per-instance override)
+    for dtls in dtls_transports(pc):
+        guard_dtls_receive(dtls, owner)
+
+
+def dtls_transports(pc: RTCPeerConnection) -> set[RTCDtlsTransport]:
+    """Every DTLS transport of ``pc``: its transceivers' and its data channels' (one, under BUNDLE)."""
+    transports = {transceiver.receiver.transport for transceiver in pc.getTransceivers()}
+    if pc.sctp is not None:
+        transports.add(pc.sctp.transport)
+    return transports
+
+
+class _GuardedReceive:
+    """Stands in for one DTLS transport's ``_recv_next`` (one datagram through aiortc's DTLS, SRTP and SCTP
+    handling): an exception there would end aiortc's receive task, and with it the connection. The datagram
+    is dropped and counted instead; only the transport's own end (``ConnectionError``) and a run of
+    :data:`DTLS_ERRORS_IN_A_ROW` failures go through."""
+
+    __slots__ = ("errors", "owner", "receive_next")
+
+    def __init__(self, receive_next: Callable[[], Coroutine[Any, Any, None]], owner: SocketOwner) -> None:
+        self.receive_next = receive_next
+        self.owner = owner
+        self.errors = 0
+
+    async def __call__(self) -> None:
+        try:
+            await self.receive_next()
+        except ConnectionError:
+            raise
+        except Exception as exc:
+            self.errors += 1
+            if self.errors >= DTLS_ERRORS_IN_A_ROW:
+                raise
+            self.owner.drop("dtls_error", exc)
+        else:
+            self.errors = 0
+
+
+def guard_dtls_receive(dtls: RTCDtlsTransport, owner: SocketOwner) -> None:
+    """Install :class:`_GuardedReceive` on ``dtls`` (idempotent). aiortc's receive loop looks the method up
+    on each datagram, so this works before and after the transport has started."""
+    if not isinstance(vars(dtls).get("_recv_next"), _GuardedReceive):
+        setattr(dtls, "_recv_next", _GuardedReceive(dtls._recv_next, owner))  # noqa: B010 (per-instance)
 
 
 def shared_protocols(dtls: RTCDtlsTransport) -> list[SharedSocketStunProtocol]:

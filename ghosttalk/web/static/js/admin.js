@@ -3,16 +3,51 @@
 
 const POLL_MS = 2000;
 const EVENTS_SHOWN = 200;
-
-// The key arrives in the page URL; a proxy that injects X-Admin-Key works too, then there is none to send.
-const key = new URLSearchParams(window.location.search).get("key");
+// Kept for this tab only, so that a reload does not ask again; closing the tab forgets it.
+const KEY_STORE = "ghosttalk-admin-key";
 
 const $ = (id) => document.getElementById(id);
 
+// The key may come in the address (/admin#key=K, or /admin?key=K as the original had it). It is read once and
+// taken out of the address bar at once, so that it stays in neither the history nor a bookmark; from then on
+// it travels only in the X-Admin-Key header, which proxies do not write to their access logs.
+function takeKeyFromAddress() {
+  const url = new URL(window.location.href);
+  const fragment = new URLSearchParams(url.hash.slice(1));
+  const found = fragment.get("key") ?? url.searchParams.get("key");
+  if (found === null) return null;
+  fragment.delete("key");
+  url.searchParams.delete("key");
+  url.hash = fragment.toString();
+  window.history.replaceState(window.history.state, "", url.href);
+  return found;
+}
+
+function storedKey() {
+  try {
+    return window.sessionStorage.getItem(KEY_STORE);
+  } catch {
+    return null; // storage disabled: the key lives as long as the page
+  }
+}
+
+function storeKey(value) {
+  try {
+    if (value) window.sessionStorage.setItem(KEY_STORE, value);
+    else window.sessionStorage.removeItem(KEY_STORE);
+  } catch {
+    // As above: without storage a reload asks for the key again.
+  }
+}
+
+// A proxy that injects X-Admin-Key itself works too: with no key here the first call shows whether it does.
+let key = takeKeyFromAddress() ?? storedKey();
+
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, retryAfter = null) {
     super(message);
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -28,7 +63,7 @@ async function api(action, { method = "GET", params = {} } = {}) {
   }
   if (!response.ok) {
     const message = body && typeof body.error === "string" ? body.error : `HTTP ${response.status}`;
-    throw new ApiError(response.status, message);
+    throw new ApiError(response.status, message, response.headers.get("Retry-After"));
   }
   return body;
 }
@@ -110,7 +145,13 @@ function peerRow(peer) {
   );
   const actions = el("td", null, "actions");
   actions.append(button("Kick", { action: "kick", peer: peer.id }));
-  if (peer.ip) actions.append(button("Ban address", { action: "ban", ip: peer.ip }, "danger"));
+  if (peer.ip) {
+    actions.append(button("Ban address", { action: "ban", ip: peer.ip }, "danger"));
+    // One person holds a whole IPv6 /64 and can hop between its addresses; for IPv4 a /24 is the usual
+    // block of a provider's pool. The server masks the address to the network.
+    const prefix = peer.ip.includes(":") ? 64 : 24;
+    actions.append(button(`Ban /${prefix}`, { action: "ban", ip: `${peer.ip}/${prefix}` }, "danger"));
+  }
   row.append(actions);
   return row;
 }
@@ -176,7 +217,7 @@ function draw(part, data, render) {
   render(data);
 }
 
-let stopped = false;
+let stopped = true;
 
 async function refresh() {
   const [stats, rooms, bans, logs] = await Promise.all([
@@ -194,12 +235,27 @@ async function refresh() {
   $("status").classList.remove("error");
 }
 
+function showLogin(text) {
+  stopped = true;
+  $("panel").hidden = true;
+  $("login").hidden = false;
+  $("login-message").textContent = text;
+  $("status").textContent = "Not signed in";
+  $("status").classList.remove("error");
+  $("login-key").focus();
+}
+
 function showFailure(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    key = null;
+    storeKey(null);
+    showLogin("Wrong or missing admin key.");
+    return;
+  }
   const status = $("status");
   status.classList.add("error");
-  if (error instanceof ApiError && error.status === 401) {
-    status.textContent = "Wrong or missing admin key: open /admin?key=YOUR_KEY";
-    stopped = true;
+  if (error instanceof ApiError && error.status === 429) {
+    status.textContent = `Locked out after too many wrong keys; try again in ${error.retryAfter || "a few"} s`;
   } else {
     status.textContent = `Cannot reach the server: ${error.message}`;
   }
@@ -214,7 +270,47 @@ async function poll() {
       showFailure(error);
     }
   }
-  if (!stopped) setTimeout(poll, POLL_MS);
+  if (!stopped) schedulePoll();
+}
+
+// One pending poll at most, however often start() runs (a key typed again, or pasted into the address).
+let pollTimer = null;
+function schedulePoll() {
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(poll, POLL_MS);
+}
+
+// Opens the panel with the key in hand. One call checks the key first: a wrong one then costs one attempt of
+// the few the server allows an address, not one per call that a refresh makes.
+async function start() {
+  try {
+    await api("bans");
+    await refresh();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 429) {
+      showLogin(`Too many wrong keys from your address; try again in ${error.retryAfter || "a few"} s.`);
+    } else if (error instanceof ApiError && error.status === 401) {
+      if (key) showFailure(error);
+      else showLogin(""); // no key here and no proxy adding one: ask for it
+    } else {
+      showLogin(`Cannot reach the server: ${error.message}`);
+    }
+    return;
+  }
+  storeKey(key);
+  $("login").hidden = true;
+  $("panel").hidden = false;
+  stopped = false;
+  schedulePoll();
+}
+
+function onLoginSubmit(event) {
+  event.preventDefault();
+  const input = $("login-key");
+  if (!input.value) return;
+  key = input.value;
+  input.value = "";
+  start();
 }
 
 async function act(action, params, done) {
@@ -258,7 +354,15 @@ function onBanSubmit(event) {
 
 document.addEventListener("click", onClick);
 $("ban-form").addEventListener("submit", onBanSubmit);
+$("login-form").addEventListener("submit", onLoginSubmit);
+// /admin#key=K pasted over an open panel changes only the fragment: the page is not loaded again.
+window.addEventListener("hashchange", () => {
+  const found = takeKeyFromAddress();
+  if (found === null) return;
+  key = found;
+  start();
+});
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden && !stopped) refresh().catch(showFailure);
 });
-poll();
+start();

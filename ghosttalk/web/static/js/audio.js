@@ -6,6 +6,10 @@
 //                          └→ gain → dest → <audio> (per-person volume 0–200 %)
 //   cues → cueDest → <audio>                       (join/leave sounds)
 //
+// The graph only produces sound while the context runs. A context may stay suspended (no output device,
+// an autoplay policy), and its sendDest track is then silent: until it runs, the page sends a copy of the
+// microphone track instead (the "direct" path), which mute still silences but the gain cannot scale.
+//
 // Playback goes through <audio> elements, not ctx.destination: phones route media elements to the
 // loudspeaker while the microphone is open (Web Audio output can end up on the earpiece), and
 // setSinkId on elements picks the output device wherever the browser allows choosing one.
@@ -23,6 +27,11 @@ export class AudioEngine extends EventTarget {
     this.sendDest = this.ctx.createMediaStreamDestination();
     this.micGain.connect(this.micAnalyser);
     this.micGain.connect(this.sendDest);
+    this.gainValue = 1;
+    this.sending = true;
+    this.directTrack = null;
+    this.sent = this.sendTrack;
+    this.ctx.addEventListener('statechange', () => this.updateSendPath());
     this.cueDest = this.ctx.createMediaStreamDestination();
     this.sinkId = '';
     this.remotes = new Map();
@@ -34,8 +43,22 @@ export class AudioEngine extends EventTarget {
     return 'setSinkId' in HTMLMediaElement.prototype;
   }
 
+  // 'graph' while the context runs (or before there is a microphone), 'direct' while it does not.
+  get sendPath() {
+    return this.ctx.state === 'running' || !this.directTrack ? 'graph' : 'direct';
+  }
+
+  // The track the peer connection should be sending now; 'sendtrack' fires whenever it changes.
   get sendTrack() {
-    return this.sendDest.stream.getAudioTracks()[0];
+    return this.sendPath === 'graph' ? this.sendDest.stream.getAudioTracks()[0] : this.directTrack;
+  }
+
+  updateSendPath() {
+    if (this.ctx.state === 'closed') return;
+    const track = this.sendTrack;
+    if (track === this.sent) return;
+    this.sent = track;
+    this.dispatchEvent(new CustomEvent('sendtrack', { detail: { track } }));
   }
 
   get micDeviceId() {
@@ -43,8 +66,9 @@ export class AudioEngine extends EventTarget {
     return track ? track.getSettings().deviceId || '' : '';
   }
 
-  // (Re)open the microphone with these settings and splice it into the graph. The sent track belongs to
-  // the graph, so switching devices or processing never touches the peer connection.
+  // (Re)open the microphone with these settings and splice it into the graph. On the graph path the sent
+  // track belongs to the graph, so switching devices or processing never touches the peer connection; on
+  // the direct path the new microphone's copy replaces the old one ('sendtrack').
   async openMic({ deviceId = '', echoCancellation = true, noiseSuppression = true, autoGainControl = true } = {}) {
     const audio = { echoCancellation, noiseSuppression, autoGainControl };
     if (deviceId) audio.deviceId = { exact: deviceId };
@@ -59,14 +83,28 @@ export class AudioEngine extends EventTarget {
     track.addEventListener('ended', () => {
       if (this.micStream === stream) this.dispatchEvent(new CustomEvent('micended'));
     });
+    // A copy, so that muting what is sent never silences the level meter fed by the original.
+    if (this.directTrack) this.directTrack.stop();
+    this.directTrack = track.clone();
+    this.applySending();
+    this.updateSendPath();
   }
 
   setMicGain(value) {
+    this.gainValue = value;
     this.micGain.gain.setTargetAtTime(value, this.ctx.currentTime, 0.02);
+    this.applySending();
   }
 
   setSending(on) {
-    this.sendTrack.enabled = on;
+    this.sending = on;
+    this.applySending();
+  }
+
+  // Mute silences both paths. The direct path cannot scale the level, but a gain of 0 still means silence.
+  applySending() {
+    this.sendDest.stream.getAudioTracks()[0].enabled = this.sending;
+    if (this.directTrack) this.directTrack.enabled = this.sending && this.gainValue > 0;
   }
 
   attach(peerId, track) {
@@ -157,6 +195,7 @@ export class AudioEngine extends EventTarget {
   close() {
     this.detachAll();
     if (this.micStream) for (const track of this.micStream.getTracks()) track.stop();
+    if (this.directTrack) this.directTrack.stop();
     this.micStream = null;
     this.cueElement.srcObject = null;
     this.cueElement.remove();

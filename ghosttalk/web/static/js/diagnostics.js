@@ -1,5 +1,5 @@
 // The diagnostics panel: what a person can paste into a bug report when the room does not work.
-import { t } from './i18n.js';
+import { setText, t } from './i18n.js';
 
 function describeBrowser() {
   const brands = navigator.userAgentData && navigator.userAgentData.brands;
@@ -23,6 +23,7 @@ export class Diagnostics {
       loss: null,
       jitter: null,
       lastError: null,
+      audioPath: null,
     };
     this.render();
   }
@@ -32,9 +33,16 @@ export class Diagnostics {
     this.render();
   }
 
+  // A value is plain text, or { key, vars } for a string that must follow a later language switch.
   render() {
     for (const dd of this.panel.querySelectorAll('[data-diag]')) {
       const value = this.values[dd.dataset.diag];
+      if (value && typeof value === 'object') {
+        setText(dd, value.key, value.vars);
+        continue;
+      }
+      delete dd.dataset.i18n;
+      delete dd.dataset.i18nVars;
       dd.textContent = value === null || value === undefined || value === '' ? '–' : String(value);
     }
   }

@@ -1,16 +1,44 @@
 // Before the room: the nickname rule and plain-language explanations of why the microphone is missing.
 
-const CONTROL = /\p{Cc}/u;
-export const NAME_MAX = 12;
+import { RULE } from './nickname-rule.js';
 
-// Same rule as the server: trimmed, 1–12 characters (code points), no control characters.
+export const NAME_MAX = RULE.maxChars;
+
+// The server's rule (ghosttalk/nickname.py) read from the same generated table of code point classes, so the
+// page refuses exactly what the server would: trimmed of white space, 1–12 code points, nothing refused
+// inside, and at least one visible character.
+const RUN_STARTS = RULE.gaps.reduce((starts, gap) => {
+  starts.push((starts.length ? starts[starts.length - 1] : 0) + gap);
+  return starts;
+}, []);
+
+function classOf(codePoint) {
+  let low = 0;
+  let high = RUN_STARTS.length - 1;
+  while (low < high) {
+    const middle = (low + high + 1) >> 1;
+    if (RUN_STARTS[middle] <= codePoint) low = middle;
+    else high = middle - 1;
+  }
+  return RULE.classes[low];
+}
+
+const TRIMMED = new Set(['S', 'T']);
+
 export function checkNickname(raw) {
-  const name = raw.trim();
-  const length = [...name].length;
-  if (length === 0) return { error: 'err_name_empty' };
-  if (length > NAME_MAX) return { error: 'err_name_long' };
-  if (CONTROL.test(name)) return { error: 'err_name_chars' };
-  return { name };
+  // Code points, as the server counts: a lone surrogate stays one (and is refused below).
+  const chars = [...raw];
+  const kinds = chars.map((char) => classOf(char.codePointAt(0)));
+  let start = 0;
+  let end = kinds.length;
+  while (start < end && TRIMMED.has(kinds[start])) start += 1;
+  while (end > start && TRIMMED.has(kinds[end - 1])) end -= 1;
+  const inside = kinds.slice(start, end);
+  if (inside.length === 0) return { error: 'err_name_empty' };
+  if (inside.length > NAME_MAX) return { error: 'err_name_long' };
+  if (inside.includes('R') || inside.includes('T')) return { error: 'err_name_chars' };
+  if (!inside.includes('V')) return { error: 'err_name_invisible' };
+  return { name: chars.slice(start, end).join('') };
 }
 
 // Why the page cannot use a microphone at all, before asking for it.

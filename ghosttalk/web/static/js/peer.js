@@ -12,7 +12,7 @@ export class PeerLink extends EventTarget {
     this.queue = Promise.resolve();
     this.watchedStreams = new WeakSet();
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
-    this.pc.addTransceiver(track, { direction: 'sendrecv' });
+    this.sender = this.pc.addTransceiver(track, { direction: 'sendrecv' }).sender;
     this.pc.addEventListener('negotiationneeded', () => this.enqueue(() => this.offer()));
     this.pc.addEventListener('icecandidate', (event) => this.onLocalCandidate(event.candidate));
     this.pc.addEventListener('track', (event) => this.onTrack(event));
@@ -61,6 +61,14 @@ export class PeerLink extends EventTarget {
       await pc.setRemoteDescription({ type, sdp });
       await pc.setLocalDescription();
       this.send({ type: 'answer', sdp: pc.localDescription.sdp });
+    });
+  }
+
+  // Swaps what the page sends (the audio graph's output or the bare microphone) without renegotiating.
+  setTrack(track) {
+    if (this.closed || this.sender.track === track) return;
+    this.sender.replaceTrack(track).catch((error) => {
+      if (!this.closed) this.emit('problem', { error });
     });
   }
 

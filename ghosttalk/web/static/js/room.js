@@ -104,6 +104,8 @@ export class RoomPage {
     engine.addEventListener('blocked', () => this.banner.show('audio_blocked', null, 'warn'));
     engine.addEventListener('micended', () => this.onMicLost());
     engine.addEventListener('error', () => this.banner.show('err_output_device', null, 'warn'));
+    engine.ctx.addEventListener('statechange', () => this.showSendPath());
+    this.showSendPath();
     this.mixer = new Mixer(document, engine);
     this.mixer.addEventListener('error', (event) => {
       this.banner.show(event.detail.key, null, 'warn');
@@ -140,6 +142,16 @@ export class RoomPage {
     this.wakeLock.acquire();
     this.banner.show('connecting', null, 'info');
     session.connect();
+  }
+
+  // Whether the microphone goes through the audio graph or, while that cannot run, straight to the call.
+  showSendPath() {
+    const { engine } = this;
+    if (!engine) return; // the context closing after the person left
+    const direct = engine.sendPath === 'direct';
+    this.diagnostics.update({
+      audioPath: { key: direct ? 'diag_path_direct' : 'diag_path_graph', vars: { state: engine.ctx.state } },
+    });
   }
 
   onPeers({ joined, left }) {

@@ -26,6 +26,9 @@ export class RoomSession extends EventTarget {
     this.stopped = false;
     this.attempt = 0;
     this.retryTimer = 0;
+    engine.addEventListener('sendtrack', (event) => {
+      if (this.link) this.link.setTrack(event.detail.track);
+    });
   }
 
   get socketState() {
