@@ -1,4 +1,4 @@
-"""The DTLS role is settled by the first offer/answer exchange and never changes (issue 12).
+"""The DTLS role is settled by the first offer/answer exchange and never changes.
 
 The server answers a joiner's offer ``a=setup:active`` (it is the DTLS client), then re-offers ``actpass`` at
 once to add the heartbeat channel and the other people's streams. Firefox answers that re-offer ``passive`` on

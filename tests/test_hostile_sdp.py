@@ -1,4 +1,4 @@
-"""Hostile descriptions and candidates (issue 12): which addresses the server sends connectivity checks to,
+"""Hostile descriptions and candidates: which addresses the server sends connectivity checks to,
 what an offer may add to a connection, and that nothing a client writes can close the shared UDP socket.
 
 The server runs on plain asyncio here (uvloop hidden from it): asyncio's datagram transport closes its socket

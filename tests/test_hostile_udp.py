@@ -1,4 +1,4 @@
-"""Hostile datagrams against a running server (issue 12): nothing sent to the shared UDP socket, and nothing a
+"""Hostile datagrams against a running server: nothing sent to the shared UDP socket, and nothing a
 description makes the server send, may break the socket or another person's call.
 
 Every test runs twice: on uvloop (the ``fast`` extra, what the Docker image runs) and on plain asyncio (a

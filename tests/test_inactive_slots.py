@@ -1,4 +1,4 @@
-"""Forwarding lines with stacks that stop inactive transceivers (issue 12).
+"""Forwarding lines with stacks that stop inactive transceivers.
 
 When a speaker leaves, the server's re-offer makes that listener's line ``inactive``; Pion then stops the
 transceiver for good and answers ``inactive`` whenever the line is offered again. The server must move a new

@@ -147,7 +147,7 @@ async def test_origin_rules() -> None:
 
 
 async def test_origin_scheme_must_match_the_request() -> None:
-    """An http page may not open the socket of the https site of the same name (issue 12, item 12)."""
+    """An http page may not open the socket of the https site of the same name."""
     client = await make_client(LOOPBACK_NETWORKS)
     try:
         own = f"127.0.0.1:{client.port}"

@@ -1,4 +1,4 @@
-"""The nickname rule (issue 12, item 12): names that render as nothing are refused, and the table the page and
+"""The nickname rule: names that render as nothing are refused, and the table the page and
 the server share is the one this module generates. The page's agreement is in tests/browser/test_js_units.py."""
 
 from __future__ import annotations

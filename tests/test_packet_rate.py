@@ -1,4 +1,4 @@
-"""The per-sender packet rate cap (issue 12): one participant sent 3,800 packets/s and the server forwarded every
+"""The per-sender packet rate cap: one participant sent 3,800 packets/s and the server forwarded every
 one of them to every listener. Now a speaker's packets over MAX_PACKETS_PER_SECOND in a second are dropped
 and counted, and a speaker over the cap for FLOOD_SECONDS in a row is closed with 1008 and LIMIT_EXCEEDED."""
 

@@ -1,4 +1,4 @@
-"""Room membership under trouble (issue 12): a member whose connection is gone leaves at once, a join never
+"""Room membership under trouble: a member whose connection is gone leaves at once, a join never
 fails because of another member, and a refused or failed join leaves nothing behind."""
 
 from __future__ import annotations
@@ -128,3 +128,17 @@ async def test_a_join_that_fails_halfway_is_undone(tmp_path: Path, monkeypatch: 
         # The half-made connection is closed by a task of the room manager.
         await wait_until(lambda: rooms.internals()["room_tasks"] == 0, 5)
         assert rooms.internals()["peer_media_alive"] == 2
+
+
+async def test_data_channels_a_client_opens_are_closed_and_the_heartbeat_goes_on(server: ServerProcess) -> None:
+    """The server has no use for a channel the client opens (each would hold an RTCDataChannel and its buffers
+    on the server for as long as the client likes): it closes them at once, and the call goes on."""
+    async with clients(server, "channels", ["ann", "bob"]) as (ann, bob):
+        assert ann.pc is not None
+        channels = [ann.pc.createDataChannel(f"junk-{n}") for n in range(20)]
+        await wait_until(lambda: all(channel.readyState == "closed" for channel in channels), 10)
+        pings = ann.pings
+        await ann.wait_for(lambda: ann.pings > pings, 12)  # the heartbeat channel still carries pings
+        ann.send_rtp(b"still here")
+        await bob.wait_for(lambda: ann.self_id in bob.speakers(), 5)
+    assert not tracebacks(server.console())

@@ -135,6 +135,9 @@ class PeerMedia:
         self.pc.on("connectionstatechange", self._on_connection_state)
         # aiortc closes a connection whose DTLS peer said goodbye; its signaling state says so first.
         self.pc.on("signalingstatechange", self._on_signaling_state)
+        # The server opens the one channel a connection needs (heartbeat); a channel the client opens would
+        # only hold memory on the server (a hostile client can open thousands), so it is closed at once.
+        self.pc.on("datachannel", lambda channel: channel.close())
 
     def start(self) -> None:
         self._spawn(self._watchdog())

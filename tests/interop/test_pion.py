@@ -1,4 +1,4 @@
-"""GhostTalk with Pion WebRTC 3.1 (Go), an independent stack the server was not written against (issue 12).
+"""GhostTalk with Pion WebRTC 3.1 (Go), an independent stack the server was not written against.
 
 Pion behaves as it does out of the box: it answers every re-offer with ``a=setup:active``, stops for good a
 transceiver that an offer marks ``inactive``, and trickles candidates with ``sdpMid: ""``. Audio must still
