@@ -198,18 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in SUBCOMMANDS:
         args = args[1:]
     if command == "join":
-        from ghosttalk.join import main as join_main
+        from ghosttalk.client.join import main as join_main
 
         return join_main(args)
     if command == "bench":
-        from ghosttalk.bench import main as bench_main
+        from ghosttalk.benchmark.command import main as bench_main
 
         return bench_main(args)
     # Before anything imports aiortc: the server forwards audio untouched and never needs FFmpeg.
     from ghosttalk.media.pyav_standin import keep_pyav_out
 
     keep_pyav_out()
-    from ghosttalk.server import serve
+    from ghosttalk.server.process import serve
 
     config = config_from_args(build_serve_parser().parse_args(args))
     return serve(config)

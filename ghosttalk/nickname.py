@@ -24,11 +24,12 @@ import sys
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import orjson
 
-RULE_FILE = Path(__file__).resolve().parent / "web" / "static" / "js" / "nickname-rule.js"
+from ghosttalk.webfiles import STATIC_DIR
+
+RULE_FILE = STATIC_DIR / "js" / "nickname-rule.js"
 MAX_NAME_CHARS = 12
 _PREFIX = "export const RULE = "
 _MAX_CODE_POINT = 0x10FFFF

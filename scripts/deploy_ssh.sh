@@ -91,7 +91,7 @@ for value_var in ADMIN_KEY TURN_PASS TURN_SECRET TURN_USER TURN_SERVER PUBLIC_IP
 done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-context=(Dockerfile .dockerignore pyproject.toml README.md ghosttalk scripts/docker-entrypoint.sh)
+context=(Dockerfile .dockerignore pyproject.toml README.md ghosttalk web scripts/docker-entrypoint.sh)
 for path in "${context[@]}"; do
     [[ -e "$root/$path" ]] || die "missing $path in $root; run this from a GhostTalk checkout"
 done
@@ -107,7 +107,7 @@ q_dir="$(printf '%q' "$remote_dir")"
 
 echo "deploy_ssh: copying the build context to $target:$remote_dir"
 tar -C "$root" --exclude=__pycache__ --exclude='*.pyc' -czf - "${context[@]}" |
-    remote "mkdir -p $q_dir && rm -rf $q_dir/ghosttalk && tar -xzf - -C $q_dir"
+    remote "mkdir -p $q_dir && rm -rf $q_dir/ghosttalk $q_dir/web && tar -xzf - -C $q_dir"
 
 # Only what the container needs; values are literal in an env file (no quoting, no expansion).
 env_lines=(

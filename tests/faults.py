@@ -34,9 +34,9 @@ from urllib.parse import urlencode
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from ghosttalk.client import Client, ClientOptions, IdleAudioTrack, ReceivedPacket
+from ghosttalk.client.netsim import LinkConditions
+from ghosttalk.client.participant import Client, ClientOptions, IdleAudioTrack, ReceivedPacket
 from ghosttalk.media.aiortc_adapter.ice import filter_ice_datagrams
-from ghosttalk.netsim import LinkConditions
 from tests.helpers import admin_json, negotiated
 from tests.serverproc import ROOT, TEST_ADMIN_KEY, ServerProcess
 

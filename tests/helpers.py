@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from ghosttalk.client import Client, ClientOptions
+from ghosttalk.client.participant import Client, ClientOptions
 from tests.serverproc import ServerProcess
 
 

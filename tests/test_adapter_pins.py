@@ -247,7 +247,7 @@ STANDIN_PROBE = """
 import asyncio, sys
 from ghosttalk.media.pyav_standin import PyAVUnavailable, keep_pyav_out, pyav_is_stood_in
 assert keep_pyav_out()
-import ghosttalk.server  # everything the server imports, aiortc included
+import ghosttalk.server.process  # everything the server imports, aiortc included
 from aiortc import RTCPeerConnection
 
 async def negotiate() -> None:

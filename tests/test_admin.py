@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ghosttalk.admin import FailureThrottle
-from ghosttalk.client import Client, ClientOptions, JoinError
+from ghosttalk.client.participant import Client, ClientOptions, JoinError
+from ghosttalk.server.admin import FailureThrottle
 from tests.helpers import clients
 from tests.serverproc import TEST_ADMIN_KEY, ServerProcess
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ghosttalk.bans import BanFileError, BanList
+from ghosttalk.ops.bans import BanFileError, BanList
 
 
 def fresh(tmp_path: Path) -> BanList:

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ghosttalk.bench import main
+from ghosttalk.benchmark.command import main
 from ghosttalk.benchmark.plot import plot_sweep
 from ghosttalk.benchmark.report import RunReport, median_report
 from ghosttalk.benchmark.server import LocalServer

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ghosttalk.client import Client, ClientOptions
+from ghosttalk.client.participant import Client, ClientOptions
 from ghosttalk.media.aiortc_adapter.ice import Address
 from tests.serverproc import ServerProcess
 

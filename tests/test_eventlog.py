@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ghosttalk.eventlog import EventLog
+from ghosttalk.ops.eventlog import EventLog
 
 
 def lines(path: Path) -> list[dict[str, object]]:

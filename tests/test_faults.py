@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ghosttalk.audio import tone, write_wav
-from ghosttalk.client import Client, ClientOptions
-from ghosttalk.netsim import LinkConditions
+from ghosttalk.client.audio import tone, write_wav
+from ghosttalk.client.netsim import LinkConditions
+from ghosttalk.client.participant import Client, ClientOptions
 from tests.conftest import RELAXED_LIMITS
 from tests.faults import TalkingCall, child_joiner, events, metric, tracebacks, wait_until
 from tests.serverproc import ServerProcess

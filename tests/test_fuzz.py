@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ghosttalk.client import Client
+from ghosttalk.client.participant import Client
 from tests.conftest import RELAXED_LIMITS
 from tests.faults import (
     OP_BINARY,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from ghosttalk.app import create_app
-from ghosttalk.appkeys import SHUTTING_DOWN
 from ghosttalk.config import Config
+from ghosttalk.server.app import create_app
+from ghosttalk.server.appkeys import SHUTTING_DOWN
 from ghosttalk.version import version
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from ghosttalk.client import IdleAudioTrack
+from ghosttalk.client.participant import IdleAudioTrack
 from ghosttalk.media.description import Admission, CandidateFilter, SignalingError
 from tests.conftest import RELAXED_LIMITS
 from tests.faults import RawWebSocket, loopback_only, tracebacks, wait_until

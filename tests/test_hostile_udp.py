@@ -24,10 +24,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aioice import stun
 
-from ghosttalk.app import create_app
-from ghosttalk.appkeys import ROOMS
-from ghosttalk.client import Client
+from ghosttalk.client.participant import Client
 from ghosttalk.config import Config
+from ghosttalk.server.app import create_app
+from ghosttalk.server.appkeys import ROOMS
 from tests.conftest import RELAXED_LIMITS
 from tests.faults import dead_offer, tracebacks
 from tests.helpers import admin_json, clients

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiortc.sdp import SessionDescription
 
-from ghosttalk.client import Client, ClientOptions
+from ghosttalk.client.participant import Client, ClientOptions
 from ghosttalk.media.outbound import max_forwarding_lines
 from tests.helpers import negotiated
 from tests.serverproc import ServerProcess

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ghosttalk.audio import dominant_frequency, read_audio, tone, write_wav
+from ghosttalk.client.audio import dominant_frequency, read_audio, tone, write_wav
 from tests.serverproc import ROOT, ServerProcess
 
 

@@ -8,8 +8,8 @@ from itertools import pairwise
 
 import pytest
 
-from ghosttalk.audio import dominant_frequency, tone
-from ghosttalk.client import Client, ClientOptions
+from ghosttalk.client.audio import dominant_frequency, tone
+from ghosttalk.client.participant import Client, ClientOptions
 from tests.helpers import admin_json, clients, udp_sockets
 from tests.serverproc import ServerProcess
 

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from ghosttalk.metrics import LiveStats, Metrics
+from ghosttalk.ops.metrics import LiveStats, Metrics
 from tests.helpers import clients
 from tests.serverproc import ServerProcess
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ghosttalk.config import LOOPBACK_NETWORKS, IPNetwork
-from ghosttalk.netaddr import client_ip, limit_key, origin_allowed
+from ghosttalk.ops.netaddr import client_ip, limit_key, origin_allowed
 
 ORIGINS: web.AppKey[tuple[str, ...]] = web.AppKey("origins")
 TRUSTED: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("trusted")

@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ghosttalk.appkeys import CONFIG
 from ghosttalk.config import Config
-from ghosttalk.pages import STATIC_DIR, TEMPLATE_DIR, setup_pages, valid_room
+from ghosttalk.server.appkeys import CONFIG
+from ghosttalk.server.pages import STATIC_DIR, TEMPLATE_DIR, setup_pages, valid_room
 from ghosttalk.version import commit, version
 
 CONTRACT_IDS = ("nickname", "btn-join", "room-view", "btn-mute", "btn-leave", "btn-copy", "btn-mixer")
@@ -325,7 +325,7 @@ def test_templates_and_scripts_exist_where_the_package_data_says() -> None:
 
 
 def test_room_rule_matches_signaling() -> None:
-    from ghosttalk.pages import ROOM_ID
-    from ghosttalk.signaling import ROOM_PATTERN
+    from ghosttalk.server.pages import ROOM_ID
+    from ghosttalk.server.signaling import ROOM_PATTERN
 
     assert ROOM_PATTERN.pattern == ROOM_ID.pattern

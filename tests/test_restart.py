@@ -9,7 +9,7 @@ import json
 import signal
 import time
 
-from ghosttalk.client import ClientOptions
+from ghosttalk.client.participant import ClientOptions
 from tests.faults import RawPeer, RawWebSocket, TalkingCall, tracebacks, wait_until
 from tests.serverproc import ServerProcess
 

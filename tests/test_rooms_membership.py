@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ghosttalk.client import Client
+from ghosttalk.client.participant import Client
 from ghosttalk.config import Config
-from ghosttalk.eventlog import EventLog
 from ghosttalk.media.peer import PeerMedia
-from ghosttalk.metrics import Metrics
-from ghosttalk.rooms import CloseCode, RoomManager
+from ghosttalk.ops.eventlog import EventLog
+from ghosttalk.ops.metrics import Metrics
+from ghosttalk.server.rooms import CloseCode, RoomManager
 from tests.faults import RawWebSocket, tracebacks, wait_until
 from tests.helpers import admin_json, clients, negotiated
 from tests.serverproc import ServerProcess

@@ -12,7 +12,7 @@ import contextlib
 import time
 from typing import Any
 
-from ghosttalk.client import Client
+from ghosttalk.client.participant import Client
 from tests.helpers import clients
 from tests.serverproc import ServerProcess
 

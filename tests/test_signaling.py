@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiortc import RTCPeerConnection
 
-from ghosttalk.client import Client, ClientOptions
+from ghosttalk.client.participant import Client, ClientOptions
 from tests.helpers import clients, udp_sockets
 from tests.serverproc import ServerProcess
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ghosttalk.benchmark.workers import PROBE, probe_payload
-from ghosttalk.client import Client, ReceivedPacket
+from ghosttalk.client.participant import Client, ReceivedPacket
 from tests.conftest import RELAXED_LIMITS
 from tests.helpers import clients
 from tests.serverproc import ROOT, ServerProcess

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from ghosttalk.audio import tone, write_wav
-from ghosttalk.client import Client
+from ghosttalk.client.audio import tone, write_wav
+from ghosttalk.client.participant import Client
 from tests.conftest import RELAXED_LIMITS
 from tests.faults import (
     RawPeer,

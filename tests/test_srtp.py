@@ -1,4 +1,4 @@
-"""The forwarder's direct libsrtp calls (ghosttalk.media.srtp) behave exactly like pylibsrtp's methods."""
+"""The forwarder's direct libsrtp calls (ghosttalk.media.aiortc_adapter.srtp) behave like pylibsrtp's methods."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import Policy, Session
 
+from ghosttalk.media.aiortc_adapter.srtp import fast_transform
 from ghosttalk.media.rtp import build_rtp
-from ghosttalk.media.srtp import fast_transform
 
 KEY = bytes(range(30))
 

@@ -29,9 +29,9 @@ import pytest
 from aioice import stun
 from playwright.sync_api import sync_playwright
 
-from ghosttalk.client import Client, ClientOptions, JoinError
+from ghosttalk.client.participant import Client, ClientOptions, JoinError
 from ghosttalk.config import Config
-from ghosttalk.turn import ice_servers, rest_credentials
+from ghosttalk.ops.turn import ice_servers, rest_credentials
 from tests.browser.helpers import Person, join, launch, live_inbound, wait_until, write_tone
 from tests.helpers import negotiated
 from tests.serverproc import ServerProcess, free_port

@@ -2,5 +2,5 @@
 
 ``server`` starts and observes the server process, ``workers`` runs the synthetic participants in worker
 processes, ``runner`` orchestrates one run, ``report`` turns the numbers into the JSON line and the human
-summary, ``plot`` draws a sweep. ``ghosttalk/bench.py`` is the command line.
+summary, ``plot`` draws a sweep. ``command`` is the command line.
 """

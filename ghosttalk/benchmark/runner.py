@@ -29,7 +29,7 @@ from ghosttalk.benchmark.workers import (
     run_event_loop,
     worker_main,
 )
-from ghosttalk.client import Client, ClientOptions, ReceivedPacket
+from ghosttalk.client.participant import Client, ClientOptions, ReceivedPacket
 
 # Speakers start this long after the start message, so that every worker has it in hand.
 START_DELAY = 0.5

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from ghosttalk.client import Client, ClientOptions, ReceivedPacket
+from ghosttalk.client.participant import Client, ClientOptions, ReceivedPacket
 
 # (client id, sequence number, send time): the start of every synthetic payload.
 PROBE = struct.Struct("!IId")

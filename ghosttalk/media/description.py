@@ -13,7 +13,7 @@ from enum import Enum
 
 from aiortc.sdp import SessionDescription
 
-from ghosttalk.bans import IPAddress
+from ghosttalk.ops.bans import IPAddress
 
 # Remote candidates one connection may have checked (trickled and in descriptions together, each transport
 # address once): a browser sends a handful to a dozen or so, one per interface, STUN and TURN server.

@@ -21,6 +21,7 @@ import pylibsrtp
 
 from ghosttalk.media.aiortc_adapter.ice import Address
 from ghosttalk.media.aiortc_adapter.rtcp import ReceiverStatistics
+from ghosttalk.media.aiortc_adapter.srtp import SRTP_ERRORS, fast_transform
 from ghosttalk.media.rtp import (
     RTCP_PAYLOAD_TYPES,
     RTP_HEADER,
@@ -29,7 +30,6 @@ from ghosttalk.media.rtp import (
     parse_rtp,
     sender_reports,
 )
-from ghosttalk.media.srtp import SRTP_ERRORS, fast_transform
 
 # 64 packets is over a second of one speaker at 50 packets/s, and 7 packets of each of 9 speakers.
 EGRESS_QUEUE_PACKETS = 64

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser
 
-from ghosttalk.pages import STATIC_DIR
+from ghosttalk.server.pages import STATIC_DIR
 from tests.browser.conftest import TONES
 from tests.browser.helpers import Person, join, spectrum, wait_until
 from tests.serverproc import ServerProcess

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from ghosttalk.nickname import NameRefused, table
-from ghosttalk.signaling import validate_name
+from ghosttalk.server.signaling import validate_name
 from tests.browser.helpers import open_page
 from tests.serverproc import ServerProcess
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Playwright
 
-from ghosttalk.pages import STATIC_DIR
+from ghosttalk.server.pages import STATIC_DIR
 from tests.browser.helpers import CHROMIUM_FLAGS, Person, chromium_path, join, open_page, wait_until
 from tests.serverproc import ServerProcess
 

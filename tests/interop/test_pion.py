@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ghosttalk.audio import FRAME_SECONDS, encode_opus, tone
-from ghosttalk.client import Client
+from ghosttalk.client.audio import FRAME_SECONDS, encode_opus, tone
+from ghosttalk.client.participant import Client
 from tests.interop.pionclient import PionClient, PionUnavailable, build_pion_client
 from tests.serverproc import ServerProcess
 

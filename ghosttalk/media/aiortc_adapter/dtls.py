@@ -24,8 +24,8 @@ from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint, RTCDtlsT
 from OpenSSL import SSL
 
 from ghosttalk.media.aiortc_adapter.ice import Address, dtls_transports
+from ghosttalk.media.aiortc_adapter.srtp import SRTP_ERRORS, fast_transform
 from ghosttalk.media.rtp import RTCP_PAYLOAD_TYPES
-from ghosttalk.media.srtp import SRTP_ERRORS, fast_transform
 
 logger = logging.getLogger(__name__)
 

@@ -240,7 +240,7 @@ def selected_candidate_type(dtls: RTCDtlsTransport, signalled: Mapping[Address, 
 
 
 class DatagramFilter(Protocol):
-    """Sits between an ICE socket and aioice (see ``ghosttalk.netsim``): may drop, delay or pass datagrams."""
+    """Sits between an ICE socket and aioice (see ``ghosttalk.client.netsim``): may drop, delay or pass datagrams."""
 
     def outgoing(self, data: bytes, addr: Address, send: Callable[[bytes, Address], None]) -> None: ...
 

@@ -16,15 +16,15 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ghosttalk.appkeys import BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN
 from ghosttalk.config import Config
-from ghosttalk.eventlog import EventLog
-from ghosttalk.limits import KeyedRateLimiter, TokenBucket
 from ghosttalk.media.description import SignalingError
-from ghosttalk.metrics import Metrics
-from ghosttalk.netaddr import client_ip, limit_key, origin_allowed
 from ghosttalk.nickname import check_name
-from ghosttalk.rooms import CloseCode, JoinRefused, Peer, RoomManager
+from ghosttalk.ops.eventlog import EventLog
+from ghosttalk.ops.limits import KeyedRateLimiter, TokenBucket
+from ghosttalk.ops.metrics import Metrics
+from ghosttalk.ops.netaddr import client_ip, limit_key, origin_allowed
+from ghosttalk.server.appkeys import BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN
+from ghosttalk.server.rooms import CloseCode, JoinRefused, Peer, RoomManager
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def validate_name(name: str | None) -> str:
 
 
 class ConnectionCounter:
-    """Open signaling sockets per client address (a :func:`~ghosttalk.netaddr.limit_key`), for
+    """Open signaling sockets per client address (a :func:`~ghosttalk.ops.netaddr.limit_key`), for
     ``--max-conns-per-ip``."""
 
     def __init__(self) -> None:

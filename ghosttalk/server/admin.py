@@ -24,12 +24,12 @@ import jinja2
 import orjson
 from aiohttp import web
 
-from ghosttalk.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, ROOMS, SHUTTING_DOWN, STARTED_AT
-from ghosttalk.bans import entry_text, normalise
-from ghosttalk.limits import TokenBucket
-from ghosttalk.netaddr import client_ip, limit_key
-from ghosttalk.pages import TEMPLATE_DIR
+from ghosttalk.ops.bans import entry_text, normalise
+from ghosttalk.ops.limits import TokenBucket
+from ghosttalk.ops.netaddr import client_ip, limit_key
+from ghosttalk.server.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, ROOMS, SHUTTING_DOWN, STARTED_AT
 from ghosttalk.version import commit, version
+from ghosttalk.webfiles import TEMPLATE_DIR
 
 READ_ACTIONS = frozenset({"stats", "logs", "rooms", "bans", "internals"})
 WRITE_ACTIONS = frozenset({"ban", "unban", "kick"})

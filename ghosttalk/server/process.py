@@ -10,11 +10,11 @@ import sys
 import orjson
 from aiohttp import web
 
-from ghosttalk.app import create_app
-from ghosttalk.appkeys import ADMIN_KEY
-from ghosttalk.bans import BanFileError
 from ghosttalk.config import Config
 from ghosttalk.media.aiortc_adapter import check_pinned_versions
+from ghosttalk.ops.bans import BanFileError
+from ghosttalk.server.app import create_app
+from ghosttalk.server.appkeys import ADMIN_KEY
 from ghosttalk.version import commit, version
 
 logger = logging.getLogger("ghosttalk")

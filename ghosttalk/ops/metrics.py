@@ -118,7 +118,7 @@ class Metrics:
 
 async def _handle_metrics(request: web.Request) -> web.Response:
     # Imported here: appkeys imports this module for the Metrics type.
-    from ghosttalk.appkeys import METRICS
+    from ghosttalk.server.appkeys import METRICS
 
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

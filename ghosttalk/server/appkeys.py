@@ -6,11 +6,11 @@ import asyncio
 
 from aiohttp import web
 
-from ghosttalk.bans import BanList
 from ghosttalk.config import Config
-from ghosttalk.eventlog import EventLog
-from ghosttalk.metrics import Metrics
-from ghosttalk.rooms import RoomManager
+from ghosttalk.ops.bans import BanList
+from ghosttalk.ops.eventlog import EventLog
+from ghosttalk.ops.metrics import Metrics
+from ghosttalk.server.rooms import RoomManager
 
 CONFIG = web.AppKey("config", Config)
 ROOMS = web.AppKey("rooms", RoomManager)

@@ -8,20 +8,16 @@ block, which browsers do not execute, or in ``/static/js/config.js``, generated 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import orjson
 from aiohttp import web
 
-from ghosttalk.appkeys import CONFIG
-from ghosttalk.turn import ice_servers
+from ghosttalk.ops.turn import ice_servers
+from ghosttalk.server.appkeys import CONFIG
 from ghosttalk.version import commit, version
-
-WEB_DIR = Path(__file__).resolve().parent / "web"
-STATIC_DIR = WEB_DIR / "static"
-TEMPLATE_DIR = WEB_DIR / "templates"
+from ghosttalk.webfiles import STATIC_DIR, TEMPLATE_DIR
 
 # The same rule the signaling endpoint applies to ?room=, so every link the page makes is joinable.
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -23,7 +23,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
-from ghosttalk.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
+from ghosttalk.client.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
 from ghosttalk.media.aiortc_adapter.dtls import receive_rtp_directly, srtp_writer, tap_rtp
 from ghosttalk.media.aiortc_adapter.ice import DatagramFilter, filter_ice_datagrams
 from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc

@@ -18,13 +18,13 @@ from typing import Any
 import orjson
 
 from ghosttalk.config import Config
-from ghosttalk.eventlog import EventLog
 from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity
 from ghosttalk.media.description import Admission, CandidateFilter
 from ghosttalk.media.forwarder import Forwarder
 from ghosttalk.media.icemux import IceMux, default_host_addresses
 from ghosttalk.media.peer import MediaHooks, MediaLimits, PeerMedia
-from ghosttalk.metrics import LiveStats, Metrics
+from ghosttalk.ops.eventlog import EventLog
+from ghosttalk.ops.metrics import LiveStats, Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from ghosttalk.admin import setup_admin
-from ghosttalk.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN, STARTED_AT
-from ghosttalk.bans import BanList
 from ghosttalk.config import Config
-from ghosttalk.eventlog import EventLog
-from ghosttalk.limits import KeyedRateLimiter
-from ghosttalk.metrics import Metrics, setup_metrics
-from ghosttalk.pages import setup_pages
-from ghosttalk.rooms import RoomManager
-from ghosttalk.security import security_headers
-from ghosttalk.signaling import (
+from ghosttalk.ops.bans import BanList
+from ghosttalk.ops.eventlog import EventLog
+from ghosttalk.ops.limits import KeyedRateLimiter
+from ghosttalk.ops.metrics import Metrics, setup_metrics
+from ghosttalk.ops.security import security_headers
+from ghosttalk.server.admin import setup_admin
+from ghosttalk.server.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN, STARTED_AT
+from ghosttalk.server.pages import setup_pages
+from ghosttalk.server.rooms import RoomManager
+from ghosttalk.server.signaling import (
     CONNECTIONS,
     JOIN_RATE,
     REFUSAL_LOG,
