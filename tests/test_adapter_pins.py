@@ -9,6 +9,7 @@ import sys
 
 import aioice
 import aiortc
+import pylibsrtp
 from aioice.ice import Connection, StunProtocol
 from aiortc import (
     RTCConfiguration,
@@ -31,6 +32,7 @@ from tests.serverproc import ServerProcess
 def test_pinned_versions_are_installed() -> None:
     assert aiortc.__version__ == aiortc_adapter.PINNED_AIORTC
     assert aioice.__version__ == aiortc_adapter.PINNED_AIOICE
+    assert pylibsrtp.__version__ == aiortc_adapter.PINNED_PYLIBSRTP
     aiortc_adapter.check_pinned_versions()
 
 

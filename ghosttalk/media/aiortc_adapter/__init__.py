@@ -1,4 +1,4 @@
-"""The one place that opens aiortc's and aioice's private parts.
+"""The one place that opens aiortc's, aioice's and pylibsrtp's private parts.
 
 GhostTalk forwards RTP without decoding and runs every peer's ICE on one UDP socket; neither is a public
 feature of aiortc 1.16.0 / aioice 0.13.0, so this package reaches into them, and nothing else does. One
@@ -17,6 +17,7 @@ module per concern:
   without what they would need to receive.
 * ``rtcp``: the statistics our receiver reports carry, fed without aiortc's jitter buffer, and the client's
   sender-report counters.
+* ``srtp``: SRTP protect and unprotect straight into libsrtp through pylibsrtp 1.0.0's own cffi binding.
 
 ``ghosttalk.media.pyav_standin`` is the other piece of the contract: it must act before aiortc is imported.
 ``tests/test_adapter_pins.py`` checks the pinned versions and every attribute used here, so an upgrade
@@ -27,16 +28,21 @@ from __future__ import annotations
 
 import aioice
 import aiortc
+import pylibsrtp
 
 PINNED_AIORTC = "1.16.0"
 PINNED_AIOICE = "0.13.0"
+# ``srtp`` calls the C functions behind pylibsrtp's private cffi binding.
+PINNED_PYLIBSRTP = "1.0.0"
 
 
 def check_pinned_versions() -> None:
-    """Refuse to run on aiortc/aioice versions whose internals this package has not been checked against."""
-    found = (aiortc.__version__, aioice.__version__)
-    if found != (PINNED_AIORTC, PINNED_AIOICE):
+    """Refuse to run on aiortc/aioice/pylibsrtp versions whose internals this package has not been checked
+    against."""
+    found = (aiortc.__version__, aioice.__version__, pylibsrtp.__version__)
+    pinned = (PINNED_AIORTC, PINNED_AIOICE, PINNED_PYLIBSRTP)
+    if found != pinned:
         raise RuntimeError(
-            f"GhostTalk's media adapter is written for aiortc {PINNED_AIORTC} and aioice {PINNED_AIOICE}, "
-            f"found aiortc {found[0]} and aioice {found[1]}; install the pinned versions"
+            f"GhostTalk's media adapter is written for aiortc {pinned[0]}, aioice {pinned[1]} and pylibsrtp "
+            f"{pinned[2]}, found {found[0]}, {found[1]} and {found[2]}; install the pinned versions"
         )
