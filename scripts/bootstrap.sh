@@ -24,5 +24,13 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[$extra]"
+# pip runs only when .venv has not been installed with this extra from this very pyproject.toml, so that a
+# start with nothing changed neither waits for pip nor needs the package index (it works offline). The
+# project is installed editable: changes to its sources need no reinstall. Delete the stamp to force one.
+stamp=.venv/.bootstrap-$extra
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(<"$stamp")" != "$wanted" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e ".[$extra]"
+    echo "$wanted" >"$stamp"  # only once both installs have succeeded
+fi

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # GhostTalk container entrypoint.
 #
-#   docker run ghosttalk [FLAGS...]        serve; the environment becomes flags, FLAGS come last and win
-#   docker run ghosttalk join|bench ...    the other ghosttalk subcommands
-#   docker run ghosttalk healthcheck       what the image's HEALTHCHECK runs
-#   docker run ghosttalk sh                any other command runs as given
+#   docker run ghosttalk [FLAGS...]              serve
+#   docker run ghosttalk config|join|bench ...   the other ghosttalk subcommands
+#   docker run ghosttalk healthcheck             what the image's HEALTHCHECK runs
+#   docker run ghosttalk sh                      any other command runs as given
 #
-# Settings are turned into explicit flags so that a bad value is reported by the flag's name and the
-# effective configuration is visible in `docker top`. Secrets (ADMIN_KEY, TURN_PASS, TURN_SECRET) are
-# deliberately NOT turned into flags: a process's arguments are readable by every user on the host,
-# its environment is not. ghosttalk reads those three from the environment itself.
+# ghosttalk reads every setting from its environment variable itself (a flag beats it), so nothing here
+# lists settings. That also keeps secrets (ADMIN_KEY, TURN_PASS, TURN_SECRET) out of the process list:
+# a process's arguments are readable by every user on the host, its environment is not.
 set -euo pipefail
 
 healthcheck() {
+    # The image's HEALTHCHECK passes no arguments: it finds the server through HOST and PORT as set in the
+    # container's environment (a port given only as a flag or in a --config file is not seen here).
     local host="${HOST:-0.0.0.0}"
     # A wildcard bind is reachable on loopback; a specific address has to be asked directly.
     case "$host" in
@@ -34,41 +35,14 @@ PY
 
 case "${1:-}" in
     healthcheck) healthcheck ;;
-    join | bench) exec ghosttalk "$@" ;;
+    config | join | bench) exec ghosttalk "$@" ;;
     serve) shift ;;
     "" | -*) ;;
     *) exec "$@" ;;
 esac
 
-args=()
-# add FLAG VARIABLE: pass --FLAG "$VARIABLE" when the variable is set and not empty.
-add() {
-    local value="${!2:-}"
-    if [[ -n "$value" ]]; then
-        args+=("--$1" "$value")
-    fi
-}
-add host HOST
-add port PORT
-add rtc-udp-port RTC_UDP_PORT
-add rtc-bind RTC_BIND
-add rtc-host RTC_HOST
-add public-ip PUBLIC_IP
-add stun-server STUN_SERVER
-add turn-server TURN_SERVER
-add turn-user TURN_USER
-add turn-ttl TURN_TTL
-add data-dir DATA_DIR
-add log-level LOG_LEVEL
-add log-format LOG_FORMAT
-add trusted-proxies TRUSTED_PROXIES
-add allowed-origins ALLOWED_ORIGINS
-add max-room-peers MAX_ROOM_PEERS
-add max-rooms MAX_ROOMS
-add max-peers MAX_PEERS
-add max-conns-per-ip MAX_CONNS_PER_IP
-add room-grace ROOM_GRACE
-
+# A volume owned by another uid is the usual first-run mistake; say so plainly instead of failing on the
+# first ban or event written.
 data_dir="${DATA_DIR:-data}"
 mkdir -p "$data_dir" 2>/dev/null || true
 if ! [[ -d "$data_dir" && -w "$data_dir" ]]; then
@@ -76,8 +50,5 @@ if ! [[ -d "$data_dir" && -w "$data_dir" ]]; then
         "bans and the event log live there (chown the volume to $(id -u))" >&2
     exit 1
 fi
-if [[ -z "${ADMIN_KEY:-}" ]]; then
-    echo "docker-entrypoint: ADMIN_KEY is not set; ghosttalk will print a one-time key below" >&2
-fi
 
-exec ghosttalk "${args[@]}" "$@"
+exec ghosttalk "$@"

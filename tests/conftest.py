@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.support.server import ServerProcess
 
 # Every test client comes from 127.0.0.1: per-address limits are raised so that only the room size binds.
 RELAXED_LIMITS = ["--max-conns-per-ip", "1000", "--join-rate", "100000", "--join-burst", "10000"]
@@ -30,3 +31,10 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session for one test (admin requests, signaling-only joins)."""
+    async with aiohttp.ClientSession() as session:
+        yield session

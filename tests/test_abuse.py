@@ -1,4 +1,4 @@
-"""Abuse (issue 7, proof 6, and the limits behind it): one address cannot crowd out a room, one session
+"""Abuse, and the limits behind it: one address cannot crowd out a room, one session
 cannot flood the server, and every limit answers with a clear error while nobody else notices.
 
 The calls under measurement come from 127.0.0.1; an abuser presents its own address the way a reverse proxy
@@ -15,18 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import (
-    CallProcess,
-    HandshakeRefused,
-    RawWebSocket,
-    assert_delivered,
-    dead_offer,
-    events,
-    tracebacks,
-    wait_until,
-)
-from tests.helpers import admin_json
-from tests.serverproc import ServerProcess
+from tests.support.callprocess import CallProcess
+from tests.support.calls import assert_delivered
+from tests.support.eventually import eventually
+from tests.support.probes import admin_json, events, tracebacks
+from tests.support.rawpeer import dead_offer
+from tests.support.rawws import HandshakeRefused, RawWebSocket
+from tests.support.server import ServerProcess
 
 ABUSER = {"X-Forwarded-For": "198.51.100.7"}
 
@@ -60,11 +55,11 @@ async def test_one_address_opening_100_sockets_gets_429_and_the_call_goes_on(roo
         assert all("too many connections" in r.body for r in refused)
         for ws in opened:
             await ws.wait_message("room_state")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # deliberate: the call goes on while the address holds its connections
         for ws in opened:
             await ws.close()
         # The address may connect again once its sockets are closed.
-        await wait_until(lambda: admin_json(server, "stats")["users"] == 3, 10)
+        await eventually(lambda: admin_json(server, "stats")["users"] == 3, 10)
         again = await RawWebSocket.join(server, "elsewhere", "bot", headers=ABUSER)
         await again.wait_message("room_state")
         await again.close()
@@ -95,7 +90,7 @@ async def test_a_flood_of_10000_messages_per_second_closes_that_session_within_a
         took = flooder.closed_at - start
         flooder.abort()
         # The others keep talking for a while after the flood.
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # deliberate: the measured call goes on after the flood
         report = await asyncio.to_thread(call.finish)
     assert took <= 1.0, f"the flooding session was closed after {took:.2f} s ({sent} messages)"
     assert flooder.close_code == 1008, flooder.close_code
@@ -146,7 +141,7 @@ async def close_all(server: ServerProcess, sockets: list[RawWebSocket]) -> None:
     """Close, then wait until the server has let everyone go (the next test starts from an empty server)."""
     for ws in sockets:
         await ws.close()
-    await wait_until(lambda: admin_json(server, "stats")["users"] == 0, 10)
+    await eventually(lambda: admin_json(server, "stats")["users"] == 0, 10)
     assert not tracebacks(server.console()), "\n\n".join(tracebacks(server.console()))
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import subprocess
 import sys
+from typing import Any
 
 import aioice
 import aiortc
@@ -26,7 +26,8 @@ from aiortc.rtcsctptransport import RTCSctpTransport
 
 from ghosttalk.media import aiortc_adapter
 from ghosttalk.media.aiortc_adapter import dtls, endpoints, ice, negotiation, rtcp
-from tests.serverproc import ServerProcess
+from tests.support.eventually import eventually
+from tests.support.server import ServerProcess
 
 
 def test_pinned_versions_are_installed() -> None:
@@ -170,18 +171,16 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
             endpoints.skip_loops(forwarding.sender)
             endpoints.release_unused_receiver(forwarding.receiver)
         for server, client in pairs:
-            for _ in range(100):
-                if server.connectionState == "connected" and client.connectionState == "connected":
-                    break
-                await asyncio.sleep(0.05)
-            assert server.connectionState == client.connectionState == "connected"
+            await eventually(
+                lambda s=server, c=client: (s.connectionState, c.connectionState), 5, what="both ends connected",
+                until=lambda states: states == ("connected", "connected"),
+            )
         contexts = {id(server.getTransceivers()[0].receiver.transport._ssl.get_context()) for server, _ in pairs}
         assert len(contexts) == 1
-        for _ in range(50):
-            if all(s.getTransceivers()[0].receiver._RTCRtpReceiver__decoder_thread is None for s, _ in pairs):
-                break
-            await asyncio.sleep(0.02)
-        assert all(s.getTransceivers()[0].receiver._RTCRtpReceiver__decoder_thread is None for s, _ in pairs)
+        await eventually(
+            lambda: all(s.getTransceivers()[0].receiver._RTCRtpReceiver__decoder_thread is None for s, _ in pairs),
+            1, what="no decoder thread on any connection", interval=0.02,
+        )
         for server, client in pairs:
             await server.setLocalDescription(await server.createOffer())
             await client.setRemoteDescription(server.localDescription)
@@ -195,11 +194,17 @@ async def test_shared_identity_and_no_decoder_thread_on_a_real_connection() -> N
             assert forwarding.receiver._RTCRtpReceiver__rtcp_started is None
             await server.getStats()
         # The skipped loops have ended (aiortc started them once the new line connected): nothing waits.
-        await asyncio.sleep(0.1)
-        for server, _ in pairs:
-            inbound, forwarding = server.getTransceivers()
-            tasks = [inbound.receiver._RTCRtpReceiver__rtcp_task, forwarding.sender._RTCRtpSender__rtp_task]
-            assert all(task is not None and task.done() for task in tasks)
+        def skipped_loops() -> list[Any]:
+            return [
+                task
+                for inbound, forwarding in (server.getTransceivers() for server, _ in pairs)
+                for task in (inbound.receiver._RTCRtpReceiver__rtcp_task, forwarding.sender._RTCRtpSender__rtp_task)
+            ]
+
+        await eventually(
+            skipped_loops, 1, what="the skipped loops ended",
+            until=lambda tasks: all(t is not None and t.done() for t in tasks),
+        )
         # Computed once, handed out as a fresh list: aiortc's own SHA-256 fingerprint, which alone is offered
         # (and with which the connections above were verified).
         certificate = identity.certificate()

@@ -1,4 +1,4 @@
-"""``ghosttalk bench`` end to end (issue 6 proof 1): the JSON line's shape and delivery, never a timing."""
+"""``ghosttalk bench`` end to end: the JSON line's shape and delivery, never a timing."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ghosttalk.benchmark.plot import plot_sweep
 from ghosttalk.benchmark.report import RunReport, median_report
 from ghosttalk.benchmark.server import LocalServer
 from ghosttalk.cli import build_serve_parser
-from tests.serverproc import ROOT
+from tests.support.server import ROOT
 
 FIELDS = typing.get_type_hints(RunReport)
 

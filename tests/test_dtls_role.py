@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -22,7 +21,8 @@ import pytest
 
 from ghosttalk.client.participant import Client, ClientOptions
 from ghosttalk.media.aiortc_adapter.ice import Address
-from tests.serverproc import ServerProcess
+from tests.support.room import hears, server_has_read_all
+from tests.support.server import ServerProcess
 
 Send = Callable[[bytes, Address], None]
 
@@ -95,35 +95,6 @@ class DtlsGate:
         held, self._held = self._held, []
         for data, addr, send in held:
             send(data, addr)
-
-
-async def server_has_read_all(client: Client) -> None:
-    """The server handles one client's messages in order: once it has echoed a mute sent after something,
-    that something has been applied. (A caller that lets the client answer waits for that answer first.)"""
-
-    def updates() -> int:
-        return sum(1 for m in client.messages if m.get("type") == "peer_update" and m["peer"]["id"] == client.self_id)
-
-    before = updates()
-    await client.mute(False)
-    await client.wait_for(lambda: updates() > before, 5)
-
-
-async def hears(listener: Client, speaker: Client, timeout: float = 5.0) -> None:
-    """``speaker`` sends a packet every 20 ms until ``listener`` has received ten, bit-exact."""
-    tag = f"from {speaker.name} to {listener.name} ".encode()
-    deadline = time.monotonic() + timeout
-    index = 0
-    while True:
-        got = [p.payload for p in listener.received.get(speaker.self_id or "", []) if p.payload.startswith(tag)]
-        if len(got) >= 10:
-            assert all(p.startswith(tag) and p[len(tag) :].isdigit() for p in got)
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{listener.name} got {len(got)} packets from {speaker.name}")
-        speaker.send_rtp(tag + str(index).encode())
-        index += 1
-        await asyncio.sleep(0.02)
 
 
 async def server_answer_to_a_new_offer(client: Client) -> str:

@@ -1,4 +1,4 @@
-"""Bad networks and dead peers (issue 7, proofs 3 and 5).
+"""Bad networks (loss, jitter, blackouts) and dead peers (killed or frozen clients).
 
 Faults are injected in user space on the headless client's ICE sockets, in both directions
 (``ClientOptions(network=LinkConditions(...))``): the kernel here has no ``netem``.
@@ -19,8 +19,11 @@ from ghosttalk.client.audio import tone, write_wav
 from ghosttalk.client.netsim import LinkConditions
 from ghosttalk.client.participant import Client, ClientOptions
 from tests.conftest import RELAXED_LIMITS
-from tests.faults import TalkingCall, child_joiner, events, metric, tracebacks, wait_until
-from tests.serverproc import ServerProcess
+from tests.support.calls import TalkingCall
+from tests.support.eventually import eventually
+from tests.support.joiner import child_joiner
+from tests.support.probes import events, metric, tracebacks
+from tests.support.server import ServerProcess
 
 # The server pings every 5 s and removes a peer silent for 8 s; its watchdog looks once a second.
 DETECTION_LIMIT = 20.0
@@ -64,7 +67,7 @@ async def test_ten_percent_loss_and_jitter_keep_audio_flowing(faults_server: Ser
         forwarded = metric(faults_server, "ghosttalk_rtp_packets_forwarded_total")
         lossy.dropped = lossy.passed = clean.dropped = clean.passed = 0
         call.start()
-        await asyncio.sleep(8.0)
+        await asyncio.sleep(8.0)  # deliberate: the measured stretch of talk
         await call.stop()
         packets_in = metric(faults_server, "ghosttalk_rtp_packets_received_total") - packets_in
         forwarded = metric(faults_server, "ghosttalk_rtp_packets_forwarded_total") - forwarded
@@ -111,10 +114,13 @@ async def test_blackouts_short_and_long(faults_server: ServerProcess) -> None:
     short_id, long_id = call.members[0].self_id, call.members[1].self_id
     try:
         call.start()
-        await asyncio.sleep(1.0)
+        await eventually(
+            lambda: min(call.delivered(s, r) for s, r in call.flows), 10, what="the call talking before the blackout",
+            until=lambda n: n >= 10,
+        )
         start = time.monotonic()
         short.blackout = long_.blackout = True
-        await asyncio.sleep(10.0)
+        await asyncio.sleep(10.0)  # deliberate: a blackout longer than the heartbeat
         short.blackout = False
         returned = time.monotonic()
         heard = {flow: call.delivered(*flow) for flow in ((0, 2), (2, 0))}
@@ -126,14 +132,14 @@ async def test_blackouts_short_and_long(faults_server: ServerProcess) -> None:
                 and member.self_id in steady.peers
             )
 
-        await wait_until(short_is_back, 15.0)
+        await eventually(short_is_back, 15.0)
         short_back = time.monotonic() - returned
         short_rejoined = call.members[0].self_id != short_id
         assert short_rejoined, "a 10 s blackout is longer than the heartbeat: the server must have noticed"
         assert any(m.get("type") == "peer_leave" and m.get("peer_id") == short_id for m in steady.messages)
 
         # The long blackout is detected by the heartbeat; the others are told.
-        await wait_until(lambda: long_id not in steady.peers, DETECTION_LIMIT - (time.monotonic() - start))
+        await eventually(lambda: long_id not in steady.peers, DETECTION_LIMIT - (time.monotonic() - start))
         detected = time.monotonic() - start
         assert any(m.get("type") == "peer_leave" and m.get("peer_id") == long_id for m in steady.messages)
         assert leave_reasons(faults_server, long_id or "") == ["no heartbeat for 8 s"]
@@ -141,7 +147,7 @@ async def test_blackouts_short_and_long(faults_server: ServerProcess) -> None:
         long_.blackout = False
         returned = time.monotonic()
         heard = {flow: call.delivered(*flow) for flow in ((1, 2), (2, 1))}
-        await wait_until(lambda: all(call.delivered(*flow) > count + 10 for flow, count in heard.items()), 30.0)
+        await eventually(lambda: all(call.delivered(*flow) > count + 10 for flow, count in heard.items()), 30.0)
         long_back = time.monotonic() - returned
         member = call.members[1]
         assert member.rejoins >= 1 and member.self_id != long_id and member.self_id in steady.peers
@@ -188,7 +194,7 @@ async def test_killed_and_frozen_clients_leave_everyones_list(faults_server: Ser
             for listener in listeners:
                 await listener.wait_for(partial(streams_none_of, listener, set(dead.values())), 10)
             counts = [len(lst.received[i]) for lst in listeners for i in dead.values()]
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # deliberate: time for a stream that went on to show up
             assert counts == [len(lst.received[i]) for lst in listeners for i in dead.values()]
             print(f"\ndead peers: killed gone after {gone['killed']:.1f} s, frozen after {gone['frozen']:.1f} s")
     finally:

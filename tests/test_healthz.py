@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ghosttalk.config import Config
 from ghosttalk.server.app import create_app
-from ghosttalk.server.appkeys import SHUTTING_DOWN
+from ghosttalk.server.lifecycle import SHUTTING_DOWN
 from ghosttalk.version import version
 
 

@@ -18,12 +18,13 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from ghosttalk.client.participant import IdleAudioTrack
-from ghosttalk.media.description import Admission, CandidateFilter, SignalingError
 from tests.conftest import RELAXED_LIMITS
-from tests.faults import RawWebSocket, loopback_only, tracebacks, wait_until
-from tests.helpers import admin_json, clients
-from tests.serverproc import ServerProcess
-from tests.test_signaling import assert_still_talking
+from tests.support.eventually import eventually
+from tests.support.probes import admin_json, tracebacks
+from tests.support.rawpeer import host_candidate, loopback_only
+from tests.support.rawws import RawWebSocket
+from tests.support.room import assert_still_talking, clients
+from tests.support.server import ServerProcess
 
 # Every offer here costs a negotiation; the offer limit has its own tests.
 LIMITS = [*RELAXED_LIMITS, "--offers-per-minute", "1000"]
@@ -127,10 +128,6 @@ async def scripted(server: ServerProcess, room: str, name: str, **kwargs: object
         await peer.close()
 
 
-def host_candidate(port: int, address: str = "127.0.0.1", kind: str = "host", transport: str = "udp") -> str:
-    return f"candidate:1 1 {transport} 2130706431 {address} {port} typ {kind}"
-
-
 def with_candidates(sdp: str, lines: list[str]) -> str:
     """``sdp`` with ``lines`` (``candidate:...`` values) as its only candidates."""
     sdp = loopback_only(sdp)
@@ -178,7 +175,7 @@ async def test_a_candidate_with_an_empty_mid_is_matched_by_its_line_index(plain_
             "candidate for unknown sdpMid '' or sdpMLineIndex 9",
             "candidate needs sdpMid or sdpMLineIndex",
         ]
-        await wait_until(lambda: peer.pc.connectionState == "connected", 10)
+        await eventually(lambda: peer.pc.connectionState == "connected", 10)
 
 
 async def test_impossible_ports_are_refused_by_name_and_the_shared_socket_survives(
@@ -202,7 +199,7 @@ async def test_impossible_ports_are_refused_by_name_and_the_shared_socket_surviv
             assert "port 70001 is not 1-65535" in errors[2], errors
             assert "port -2 is not 1-65535" in errors[3] and "127.0.0.3 -2" in errors[3], errors
             assert "port 99999999999999999999 is not 1-65535" in errors[4], errors
-            await wait_until(lambda: bad.pc.connectionState == "connected", 10)
+            await eventually(lambda: bad.pc.connectionState == "connected", 10)
             await asyncio.sleep(1.0)  # the connectivity checks that used to kill the socket
             await assert_still_talking(plain_server, "survivors", call)
     assert not tracebacks(plain_server.console())
@@ -231,7 +228,7 @@ async def test_a_candidate_no_client_could_have_is_refused_by_name(plain_server:
         await peer.ws.wait_for(lambda: len(peer.errors()) >= len(IMPLAUSIBLE))
         for (line, reason), error in zip(IMPLAUSIBLE.items(), peer.errors(), strict=True):
             assert reason in error and line.removeprefix("candidate:")[:40] in error, (line, error)
-        await wait_until(lambda: peer.pc.connectionState == "connected", 10)  # and the session goes on
+        await eventually(lambda: peer.pc.connectionState == "connected", 10)  # and the session goes on
 
 
 async def test_the_servers_own_address_is_refused(plain_server: ServerProcess) -> None:
@@ -242,7 +239,7 @@ async def test_the_servers_own_address_is_refused(plain_server: ServerProcess) -
         peer.trickle(own)
         await peer.ws.wait_for(lambda: len(peer.errors()) >= 2)
         assert all("the server's own address" in error for error in peer.errors()), peer.errors()
-        await wait_until(lambda: peer.pc.connectionState == "connected", 10)  # and the session goes on
+        await eventually(lambda: peer.pc.connectionState == "connected", 10)  # and the session goes on
 
 
 async def test_candidates_per_connection_are_capped_at_32(plain_server: ServerProcess) -> None:
@@ -257,7 +254,7 @@ async def test_candidates_per_connection_are_capped_at_32(plain_server: ServerPr
         for n in range(20):
             peer.trickle(host_candidate(42000 + n))
         await peer.ws.wait_for(lambda: len(peer.errors()) >= 8)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # deliberate: any further error would have arrived by now
         assert peer.errors() == ["too many candidates: at most 32 per connection are checked"] * 8
 
 
@@ -276,10 +273,10 @@ async def test_a_public_clients_private_candidates_get_no_checks(plain_server: S
             public.trickle(host_candidate(public_port, "10.1.2.3"))
             public.trickle(host_candidate(public_port, "100.64.0.1", "srflx"))
             public.trickle(host_candidate(public_port, "fd00::1"))
-            await wait_until(lambda: public.pc.connectionState == "connected", 10)
-            await wait_until(lambda: local.pc.connectionState == "connected", 10)
-            await wait_until(lambda: lan_target.datagrams > 0, 5)
-            await asyncio.sleep(1.0)
+            await eventually(lambda: public.pc.connectionState == "connected", 10)
+            await eventually(lambda: local.pc.connectionState == "connected", 10)
+            await eventually(lambda: lan_target.datagrams > 0, 5)
+            await asyncio.sleep(1.0)  # deliberate: time for checks towards the public client's LAN address
             assert public_target.datagrams == 0
             assert public.errors() == [] and local.errors() == []
 
@@ -338,75 +335,3 @@ async def test_a_reoffer_may_not_add_lines_or_receive_on_forwarding_lines(plain_
         await assert_still_talking(plain_server, "reoffer", [ann, bob])
         assert threads(plain_server) == before
     assert not tracebacks(plain_server.console())
-
-
-# The rule itself, address by address.
-
-
-def rule(client_ip: str) -> tuple[CandidateFilter, list[Admission], list[str]]:
-    dropped: list[Admission] = []
-    refused: list[str] = []
-    own = [("203.0.113.10", 50000), ("0.0.0.0", 50000)]
-    return CandidateFilter(client_ip, own, dropped=dropped.append, refused=refused.append), dropped, refused
-
-
-@pytest.mark.parametrize(
-    ("client_ip", "address", "kind", "expected"),
-    [
-        ("8.8.8.8", "9.9.9.9", "srflx", Admission.CHECK),
-        ("8.8.8.8", "2001:4860::1", "host", Admission.CHECK),
-        ("8.8.8.8", "10.0.0.5", "host", Admission.NOT_PUBLIC),
-        ("8.8.8.8", "192.168.1.5", "host", Admission.NOT_PUBLIC),
-        ("8.8.8.8", "172.17.0.2", "relay", Admission.NOT_PUBLIC),  # relays get no exception
-        ("8.8.8.8", "100.64.1.1", "srflx", Admission.NOT_PUBLIC),
-        ("8.8.8.8", "127.0.0.1", "host", Admission.NOT_PUBLIC),
-        ("8.8.8.8", "169.254.3.4", "host", Admission.NOT_PUBLIC),
-        ("8.8.8.8", "fd12::1", "host", Admission.NOT_PUBLIC),
-        ("8.8.8.8", "fe80::1", "host", Admission.NOT_PUBLIC),
-        ("8.8.8.8", "::ffff:10.0.0.5", "host", Admission.NOT_PUBLIC),
-        ("::ffff:8.8.8.8", "10.0.0.5", "host", Admission.NOT_PUBLIC),
-        ("", "10.0.0.5", "host", Admission.NOT_PUBLIC),  # no IP peer: treated as public
-        ("192.168.1.20", "192.168.1.5", "host", Admission.CHECK),
-        ("10.0.0.1", "127.0.0.1", "host", Admission.CHECK),
-        ("100.64.0.9", "100.64.1.1", "srflx", Admission.CHECK),
-        ("fd00::9", "fd12::1", "host", Admission.CHECK),
-        ("192.168.1.20", "9.9.9.9", "srflx", Admission.CHECK),
-    ],
-)
-def test_which_addresses_get_checks(client_ip: str, address: str, kind: str, expected: Admission) -> None:
-    candidates, dropped, refused = rule(client_ip)
-    admission, _ = candidates.admit(host_candidate(40000, address, kind).removeprefix("candidate:"))
-    assert admission is expected
-    assert dropped == ([] if expected is Admission.CHECK else [expected]) and refused == []
-
-
-def test_tcp_and_mdns_candidates_are_dropped_and_counted() -> None:
-    candidates, dropped, _ = rule("10.0.0.1")
-    # As Chromium and Firefox send them: TCP active, with the discard port.
-    tcp = host_candidate(9, transport="TCP").removeprefix("candidate:") + " tcptype active"
-    mdns = host_candidate(40000, "0c5a8f2e-1b2c-4d3e-8f9a-0123456789ab.local").removeprefix("candidate:")
-    assert candidates.admit(tcp)[0] is Admission.NOT_UDP
-    assert candidates.admit(mdns) == (Admission.MDNS, None)
-    assert dropped == [Admission.NOT_UDP, Admission.MDNS]
-
-
-@pytest.mark.parametrize("address", ["203.0.113.10", "127.0.0.1", "::1"])
-def test_the_servers_own_endpoint_is_refused(address: str) -> None:
-    candidates, _, _ = rule("10.0.0.1")
-    with pytest.raises(SignalingError, match="server's own address"):
-        candidates.admit(host_candidate(50000, address).removeprefix("candidate:"))
-    assert candidates.admit(host_candidate(50001, address).removeprefix("candidate:"))[0] is Admission.CHECK
-
-
-def test_a_description_loses_only_its_bad_lines_and_each_is_reported() -> None:
-    candidates, dropped, refused = rule("8.8.8.8")
-    sdp = (
-        "v=0\r\na=candidate:1 1 udp 1 9.9.9.9 40000 typ srflx\r\na=candidate:2 1 udp 1 9.9.9.9 70000 typ srflx\r\n"
-        "a=candidate:3 1 udp 1 10.0.0.5 40000 typ host\r\na=end-of-candidates\r\n"
-    )
-    # End-of-candidates goes too: aioice would give up on a component left without candidates.
-    assert candidates.filter_description(sdp) == "v=0\r\na=candidate:1 1 udp 1 9.9.9.9 40000 typ srflx\r\n"
-    assert len(refused) == 1 and "port 70000 is not 1-65535" in refused[0] and "9.9.9.9 70000" in refused[0]
-    assert dropped == [Admission.NOT_PUBLIC]
-    # Answers repeat the candidates of the first exchange: kept, and not counted again.
-    assert "9.9.9.9 40000" in candidates.filter_description(sdp)

@@ -16,8 +16,9 @@ import socket
 import struct
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -27,11 +28,15 @@ from aioice import stun
 from ghosttalk.client.participant import Client
 from ghosttalk.config import Config
 from ghosttalk.server.app import create_app
-from ghosttalk.server.appkeys import ROOMS
+from ghosttalk.server.lifecycle import MEDIA
 from tests.conftest import RELAXED_LIMITS
-from tests.faults import dead_offer, tracebacks
-from tests.helpers import admin_json, clients
-from tests.serverproc import ServerProcess
+from tests.support.eventually import eventually
+from tests.support.probes import admin_json, tracebacks
+from tests.support.rawpeer import dead_offer
+from tests.support.room import clients
+from tests.support.server import ServerProcess
+
+T = TypeVar("T")
 
 # Imported by a fresh interpreter instead of ``-m ghosttalk``: uvloop cannot be imported, so ``serve`` runs
 # the plain asyncio loop, as it does when the ``fast`` extra is not installed.
@@ -136,15 +141,9 @@ def dropped(server: ServerProcess, reason: str) -> float:
     return float(found[1]) if found else 0.0
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``check`` (in a thread: it may read /metrics) until it holds; False if ``timeout`` passes first.
-    Tests wait with it for the server to have handled what they sent, however it handled it, then assert."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await asyncio.to_thread(check):
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+def in_thread(check: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """``check`` run in a thread, for :func:`eventually`: it may read /metrics, which blocks."""
+    return lambda: asyncio.to_thread(check)
 
 
 async def authenticated_answer(attacker: Attacker, username: str, password: str) -> stun.Message:
@@ -161,7 +160,7 @@ async def authenticated_answer(attacker: Attacker, username: str, password: str)
                 return reply
         return None
 
-    assert await eventually(lambda: answer() is not None), "no answer to an authenticated check"
+    await eventually(in_thread(answer), 5, what="an answer to an authenticated check", until=lambda m: m is not None)
     response = answer()
     assert response is not None and response.check_message_integrity(password.encode())
     return response
@@ -191,13 +190,15 @@ async def test_a_forged_check_gets_no_answer_and_binds_nothing(server: ServerPro
         attacker.send(binding_request(username, None))
         attacker.send(binding_request(DEAD_USERNAME, "whatever-password-you-like"))
         await eventually(
-            lambda: (
-                bool(attacker.replies())
+            in_thread(
+                lambda: bool(attacker.replies())
                 or (
                     dropped(server, "stun_unauthenticated") >= forged + 2
                     and dropped(server, "stun_unknown_ufrag") > unknown
                 )
-            )
+            ),
+            5,
+            what="the forged checks handled (answered or dropped)",
         )
         assert attacker.replies() == []
         assert admin_json(server, "internals")["ice_addresses"] == addresses
@@ -258,7 +259,9 @@ async def test_checks_from_a_spoofed_source_cannot_take_a_victims_address(server
             spoofing = asyncio.create_task(spoof(300))
             try:
                 # The victim's address is under attack (the server has seen spoofed checks) before it speaks.
-                await eventually(lambda: dropped(server, "stun_address_taken") > taken, timeout=3)
+                await eventually(
+                    in_thread(lambda: dropped(server, "stun_address_taken") > taken), 3, what="spoofed checks seen"
+                )
                 await still_talking(victim, listener, packets=100)
             finally:
                 spoofing.cancel()
@@ -306,7 +309,7 @@ async def test_malformed_stun_is_counted_not_logged_per_datagram(server: ServerP
         for _ in range(rounds):
             for data in malformed:
                 attacker.send(data)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a loop turn per round, so that the server's replies are read meanwhile
         await authenticated_answer(attacker, username, password)
         console = server.console()[console_before:]
         assert tracebacks(console) == [], tracebacks(console)[:1]
@@ -370,7 +373,7 @@ async def test_healthz_says_503_once_the_shared_socket_has_closed(tmp_path: Path
     app = create_app(Config(data_dir=tmp_path, rtc_udp_port=0, rtc_hosts=("127.0.0.1",), rtc_bind="127.0.0.1"))
     async with TestClient(TestServer(app)) as client:
         assert (await client.get("/healthz")).status == 200
-        app[ROOMS].mux.transport.close()
+        app[MEDIA].mux.transport.close()
         response = await client.get("/healthz")
         assert response.status == 503
         assert (await response.json())["status"] == "media socket closed"

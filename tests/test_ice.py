@@ -33,8 +33,8 @@ from ghosttalk.media.icemux import (
     IceMux,
     default_host_addresses,
 )
-from tests.faults import wait_until
-from tests.serverproc import ServerProcess
+from tests.support.eventually import eventually
+from tests.support.server import ServerProcess
 
 
 async def answer_candidates(server: ServerProcess) -> list[tuple[str, int, str]]:
@@ -218,7 +218,7 @@ async def test_sending_a_check_claims_no_address_and_only_its_response_comes_bac
     key = b"remote-password"
     target = ("198.51.100.9", 5000)
     pending = asyncio.ensure_future(protocol.request(request, target, integrity_key=key))
-    await wait_until(lambda: transport.sent != [], timeout=2)
+    await eventually(lambda: transport.sent != [], timeout=2)
     assert mux.mapping_counts() == (1, 0)
     response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id)
     response.attributes["XOR-MAPPED-ADDRESS"] = ("127.0.0.1", 3478)

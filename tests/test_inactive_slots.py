@@ -15,9 +15,8 @@ from aiortc.sdp import SessionDescription
 
 from ghosttalk.client.participant import Client, ClientOptions
 from ghosttalk.media.outbound import max_forwarding_lines
-from tests.helpers import negotiated
-from tests.serverproc import ServerProcess
-from tests.test_dtls_role import hears, server_has_read_all
+from tests.support.room import hears, negotiated, server_has_read_all
+from tests.support.server import ServerProcess
 
 SENDING_DIRECTION = re.compile(r"(?m)^a=(?:sendrecv|sendonly|recvonly)(?=\r?$)")
 

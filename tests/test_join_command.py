@@ -1,14 +1,17 @@
-"""``ghosttalk join --play`` in one shell and ``ghosttalk join --record`` in another (issue 3 proof 6)."""
+"""``ghosttalk join --play`` in one shell and ``ghosttalk join --record`` in another: the recording holds the
+played tone; a bad link and a refused join are explained."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any, cast
 
 from ghosttalk.client.audio import dominant_frequency, read_audio, tone, write_wav
-from tests.serverproc import ROOT, ServerProcess
+from tests.support.eventually import eventually_sync
+from tests.support.probes import admin_json
+from tests.support.server import ROOT, ServerProcess
 
 
 def join(server: ServerProcess, *args: str) -> subprocess.Popen[str]:
@@ -18,11 +21,19 @@ def join(server: ServerProcess, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def connected(server: ServerProcess, room: str) -> list[str]:
+    """The names of the people in ``room`` whose media the server has connected."""
+    rooms = cast(list[dict[str, Any]], admin_json(server, "rooms")["rooms"])
+    return [p["name"] for r in rooms if r["room"] == room for p in r["peers"] if p["candidate_type"] is not None]
+
+
 def test_recorded_audio_has_the_played_tone(shared_server: ServerProcess, tmp_path: Path) -> None:
     source, recording = tmp_path / "tone.wav", tmp_path / "out.wav"
     write_wav(source, tone(523.0, 3.0))
     listener = join(shared_server, "--name", "ear", "--record", str(recording), "--seconds", "7")
-    time.sleep(2.0)
+    eventually_sync(
+        lambda: connected(shared_server, "cli-room"), 15, what="the listener connected", until=lambda n: "ear" in n
+    )
     speaker = join(shared_server, "--name", "mouth", "--play", str(source))
     speaker_out, _ = speaker.communicate(timeout=30)
     listener_out, _ = listener.communicate(timeout=30)

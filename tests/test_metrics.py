@@ -8,8 +8,9 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from ghosttalk.ops.metrics import LiveStats, Metrics
-from tests.helpers import clients
-from tests.serverproc import ServerProcess
+from tests.support.eventually import eventually
+from tests.support.room import clients
+from tests.support.server import ServerProcess
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -74,14 +75,30 @@ async def test_server_counters_move_when_people_talk(server: ServerProcess) -> N
     before = await scrape(server)
     assert before[("ghosttalk_peers", ())] == 0
     assert before[("process_resident_memory_bytes", ())] > 0
+    latest: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    async def rescrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        latest.update(await scrape(server))
+        return latest
+
+    def grew(name: str) -> float:
+        return latest[(name, ())] - before.get((name, ()), 0.0)
+
     async with clients(server, "metrics-talk", ["ann", "ben", "cat"]) as (ann, _ben, _cat):
         for _ in range(50):
             ann.send_rtp(b"\xf8\xff\xfe" + bytes(40))
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
-        during = await scrape(server)
-    await asyncio.sleep(0.5)
-    after = await scrape(server)
+            await asyncio.sleep(0.02)  # paced like a voice: a burst could overrun a receive buffer
+        await eventually(
+            rescrape, 5, what="ann's packets counted and forwarded",
+            until=lambda _: grew("ghosttalk_rtp_packets_received_total") >= 45
+            and grew("ghosttalk_rtp_packets_forwarded_total") >= 90,
+        )
+        during = dict(latest)
+    await eventually(
+        rescrape, 5, what="the three leaves counted", until=lambda now: now[("ghosttalk_peers", ())] == 0
+        and grew("ghosttalk_leaves_total") == 3,
+    )
+    after = dict(latest)
 
     def moved(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
         return during[(name, labels)] - before.get((name, labels), 0.0)

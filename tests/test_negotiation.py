@@ -9,7 +9,7 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
-from tests.serverproc import ServerProcess
+from tests.support.server import ServerProcess
 
 
 def chrome_numbering(sdp: str) -> str:

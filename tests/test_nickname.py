@@ -7,7 +7,15 @@ import unicodedata
 
 import pytest
 
-from ghosttalk.nickname import RULE_FILE, CharClass, NameRefused, build_table, check_name, render_module, table
+from ghosttalk.contract.nickname import (
+    RULE_FILE,
+    CharClass,
+    NameRefused,
+    build_table,
+    check_name,
+    render_module,
+    table,
+)
 
 
 def test_the_shared_table_is_what_the_generator_writes() -> None:
@@ -15,7 +23,7 @@ def test_the_shared_table_is_what_the_generator_writes() -> None:
     if shipped.unicode != unicodedata.unidata_version:
         pytest.skip(f"table from Unicode {shipped.unicode}, this Python has {unicodedata.unidata_version}")
     assert RULE_FILE.read_text(encoding="utf-8") == render_module(build_table()), (
-        "regenerate with: python -m ghosttalk.nickname"
+        "regenerate with: python -m ghosttalk.contract --nickname-table"
     )
 
 

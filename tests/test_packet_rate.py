@@ -15,9 +15,9 @@ from ghosttalk.media import forwarder
 from ghosttalk.media.forwarder import FLOOD_SECONDS, MAX_PACKETS_PER_SECOND, ForwardingCounters, Speaker
 from ghosttalk.media.rtp import build_rtp
 from tests.conftest import RELAXED_LIMITS
-from tests.faults import events, metric
-from tests.helpers import clients
-from tests.serverproc import ServerProcess
+from tests.support.probes import events, metric
+from tests.support.room import clients
+from tests.support.server import ServerProcess
 
 OPUS_FRAME = b"\xf8" + b"\x00" * 60
 RATE_LIMITED = "ghosttalk_rtp_packets_rate_limited_total"

@@ -17,8 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ghosttalk.config import Config
-from ghosttalk.server.appkeys import CONFIG
-from ghosttalk.server.pages import STATIC_DIR, TEMPLATE_DIR, setup_pages, valid_room
+from ghosttalk.contract import is_room_id
+from ghosttalk.server.lifecycle import CONFIG
+from ghosttalk.server.pages import STATIC_DIR, TEMPLATE_DIR, setup_pages
 from ghosttalk.version import commit, version
 
 CONTRACT_IDS = ("nickname", "btn-join", "room-view", "btn-mute", "btn-leave", "btn-copy", "btn-mixer")
@@ -140,27 +141,30 @@ async def test_invalid_room_gets_a_clear_page(
 
 @pytest.mark.parametrize("room", ["a", "A" * 64, "x-y_z", "0123456789", "Zq3-_"])
 async def test_valid_room_ids(client: TestClient[web.Request, web.Application], room: str) -> None:
-    assert valid_room(room)
+    assert is_room_id(room)
     assert (await client.get(f"/r/{room}")).status == 200
 
 
-async def test_config_module_without_ice_servers(client: TestClient[web.Request, web.Application]) -> None:
-    response = await client.get("/static/js/config.js")
+async def test_no_ice_servers_unless_configured(client: TestClient[web.Request, web.Application]) -> None:
+    response = await client.get("/ice-servers")
     assert response.status == 200
-    assert response.content_type == "text/javascript"
+    assert response.content_type == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
     # No STUN server unless the operator configures one: the page contacts no third party.
-    assert await response.text() == "export const iceServers = [];\n"
+    assert await response.json() == []
+    # The module the page once imported for them is gone.
+    assert (await client.get("/static/js/config.js")).status == 404
 
 
-def ice_servers_of(module: str) -> list[dict[str, Any]]:
-    match = re.fullmatch(r"export const iceServers = (.*);\n", module, re.S)
-    assert match, module
-    servers: list[dict[str, Any]] = json.loads(match.group(1))
+async def ice_servers_of(client: TestClient[web.Request, web.Application]) -> list[dict[str, Any]]:
+    response = await client.get("/ice-servers")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    servers: list[dict[str, Any]] = await response.json()
     return servers
 
 
-async def test_config_module_hands_out_fresh_turn_credentials() -> None:
+async def test_ice_servers_hand_out_fresh_turn_credentials() -> None:
     config = Config(
         stun_servers=("stun:stun.example.test:3478",),
         turn_servers=("turn:turn.example.test:3478?transport=udp", "turns:turn.example.test:5349"),
@@ -169,8 +173,8 @@ async def test_config_module_hands_out_fresh_turn_credentials() -> None:
     )
     client = await make_client(config)
     try:
-        first = ice_servers_of(await (await client.get("/static/js/config.js")).text())
-        second = ice_servers_of(await (await client.get("/static/js/config.js")).text())
+        first = await ice_servers_of(client)
+        second = await ice_servers_of(client)
     finally:
         await client.close()
     assert first[0] == {"urls": ["stun:stun.example.test:3478"]}
@@ -184,12 +188,12 @@ async def test_config_module_hands_out_fresh_turn_credentials() -> None:
     assert second[1]["username"] != turn["username"]
 
 
-async def test_config_module_static_turn_credentials() -> None:
+async def test_ice_servers_static_turn_credentials() -> None:
     client = await make_client(
         Config(turn_servers=("turn:t.example.test",), turn_user="u", turn_pass='p"</script>')
     )
     try:
-        servers = ice_servers_of(await (await client.get("/static/js/config.js")).text())
+        servers = await ice_servers_of(client)
     finally:
         await client.close()
     assert servers == [{"urls": ["turn:t.example.test"], "username": "u", "credential": 'p"</script>'}]
@@ -259,6 +263,13 @@ def test_scripts_are_small_modules_without_eval_or_third_parties() -> None:
         assert "url(" not in css.read_text() and "@import" not in css.read_text(), css.name
 
 
+def test_the_page_ships_no_test_hooks() -> None:
+    # Tests reach the page from outside (importing its modules in the page, or instrumentation they inject
+    # before it runs): nothing the page ships puts state on a global for them.
+    for script in sorted(JS_DIR.glob("*.js")):
+        assert not re.search(r"\b(?:window|globalThis|self)\.__|__E2E__", script.read_text()), script.name
+
+
 def load_strings() -> dict[str, dict[str, str]]:
     return {lang: json.loads((STATIC_DIR / "i18n" / f"{lang}.json").read_text()) for lang in ("en", "zh")}
 
@@ -319,13 +330,3 @@ def test_templates_and_scripts_exist_where_the_package_data_says() -> None:
     for name in PAGE_TEMPLATES:
         assert (TEMPLATE_DIR / name).is_file()
     assert (JS_DIR / "main.js").is_file()
-    assert not (JS_DIR / "config.js").exists(), (
-        "config.js is generated per request; a file would shadow nothing"
-    )
-
-
-def test_room_rule_matches_signaling() -> None:
-    from ghosttalk.server.pages import ROOM_ID
-    from ghosttalk.server.signaling import ROOM_PATTERN
-
-    assert ROOM_PATTERN.pattern == ROOM_ID.pattern

@@ -11,13 +11,19 @@ import pytest
 
 from ghosttalk.client.participant import Client
 from ghosttalk.config import Config
+from ghosttalk.contract import CloseCode
 from ghosttalk.media.peer import PeerMedia
+from ghosttalk.media.plane import MediaPlane
 from ghosttalk.ops.eventlog import EventLog
 from ghosttalk.ops.metrics import Metrics
-from ghosttalk.server.rooms import CloseCode, RoomManager
-from tests.faults import RawWebSocket, tracebacks, wait_until
-from tests.helpers import admin_json, clients, negotiated
-from tests.serverproc import ServerProcess
+from ghosttalk.server.app import media_plane
+from ghosttalk.server.overview import internals, live_stats
+from ghosttalk.server.rooms import RoomManager
+from tests.support.eventually import eventually
+from tests.support.probes import admin_json, tracebacks
+from tests.support.rawws import RawWebSocket
+from tests.support.room import clients, negotiated
+from tests.support.server import ServerProcess
 
 
 async def test_a_member_whose_connection_closes_leaves_at_once_and_joins_go_on(server: ServerProcess) -> None:
@@ -72,7 +78,7 @@ async def test_joins_refused_as_server_full_leave_no_room_behind(small_server: S
         stats = admin_json(small_server, "stats")
         assert (stats["rooms"], stats["users"]) == (1, 2)
         await bob.close()
-        await wait_until(lambda: admin_json(small_server, "stats")["users"] == 1, 10)
+        await eventually(lambda: admin_json(small_server, "stats")["users"] == 1, 10)
         async with clients(small_server, "new-5", ["carol"]):
             assert admin_json(small_server, "stats")["rooms"] == 2
 
@@ -81,16 +87,18 @@ async def test_joins_refused_as_server_full_leave_no_room_behind(small_server: S
 
 
 @contextlib.asynccontextmanager
-async def room_manager(tmp_path: Path) -> AsyncIterator[RoomManager]:
+async def room_manager(tmp_path: Path) -> AsyncIterator[tuple[RoomManager, MediaPlane]]:
     config = Config(rtc_udp_port=0, rtc_bind="127.0.0.1", rtc_hosts=("127.0.0.1",), data_dir=tmp_path)
     rooms: RoomManager
-    manager = RoomManager(config, EventLog(config.log_file), Metrics(live=lambda: rooms.live_stats()))
-    rooms = manager
-    await manager.start()
+    metrics = Metrics(live=lambda: live_stats(rooms, media))
+    media = media_plane(config, metrics)
+    rooms = RoomManager(config, EventLog(config.log_file), metrics, media)
+    await media.start()
     try:
-        yield manager
+        yield rooms, media
     finally:
-        await manager.close()
+        await rooms.close()
+        media.close()
 
 
 def ignore(reason: str, code: CloseCode) -> None:
@@ -98,7 +106,7 @@ def ignore(reason: str, code: CloseCode) -> None:
 
 
 async def test_a_join_that_fails_halfway_is_undone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with room_manager(tmp_path) as rooms:
+    async with room_manager(tmp_path) as (rooms, media):
         ann = rooms.join("undo", "ann", "127.0.0.1", ignore)
         bob = rooms.join("undo", "bob", "127.0.0.1", ignore)
         added: dict[str, list[str]] = {"ann": [], "bob": []}
@@ -126,8 +134,8 @@ async def test_a_join_that_fails_halfway_is_undone(tmp_path: Path, monkeypatch: 
         assert set(rooms.peers) == {ann.id, bob.id} and set(rooms.rooms["undo"].peers) == {ann.id, bob.id}
         assert rooms.metrics.registry.get_sample_value("ghosttalk_joins_total") == 2
         # The half-made connection is closed by a task of the room manager.
-        await wait_until(lambda: rooms.internals()["room_tasks"] == 0, 5)
-        assert rooms.internals()["peer_media_alive"] == 2
+        await eventually(lambda: internals(rooms, media)["room_tasks"] == 0, 5)
+        assert internals(rooms, media)["peer_media_alive"] == 2
 
 
 async def test_data_channels_a_client_opens_are_closed_and_the_heartbeat_goes_on(server: ServerProcess) -> None:
@@ -136,7 +144,7 @@ async def test_data_channels_a_client_opens_are_closed_and_the_heartbeat_goes_on
     async with clients(server, "channels", ["ann", "bob"]) as (ann, bob):
         assert ann.pc is not None
         channels = [ann.pc.createDataChannel(f"junk-{n}") for n in range(20)]
-        await wait_until(lambda: all(channel.readyState == "closed" for channel in channels), 10)
+        await eventually(lambda: all(channel.readyState == "closed" for channel in channels), 10)
         pings = ann.pings
         await ann.wait_for(lambda: ann.pings > pings, 12)  # the heartbeat channel still carries pings
         ann.send_rtp(b"still here")

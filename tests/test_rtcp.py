@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 from ghosttalk.client.participant import Client
-from tests.helpers import clients
-from tests.serverproc import ServerProcess
+from tests.support.eventually import eventually
+from tests.support.room import clients
+from tests.support.server import ServerProcess
 
 PAYLOAD = b"\x5a" * 80
 # The server reports every 2.5-7.5 s (RFC 3550); two of its reporting periods and some slack.
@@ -37,14 +37,22 @@ async def test_sender_and_receiver_reports_reach_both_ends(shared_server: Server
     async with clients(shared_server, "reports", ["talker", "listener"], keep_packets=True) as (talker, listener):
         speaking = asyncio.create_task(talk(talker))
         try:
-            round_trip: float | None = None
+            inbound: list[Any] = []
             described: list[Any] = []
-            deadline = time.monotonic() + REPORT_WAIT_SECONDS
-            while time.monotonic() < deadline and (round_trip is None or not described):
-                await asyncio.sleep(0.25)
-                inbound = await stats_of_type(talker, "remote-inbound-rtp")
-                round_trip = next((s.roundTripTime for s in inbound if s.roundTripTime is not None), None)
-                described = [s for s in await stats_of_type(listener, "remote-outbound-rtp") if s.packetsSent]
+
+            async def both_reports_seen() -> bool:
+                inbound[:] = await stats_of_type(talker, "remote-inbound-rtp")
+                described[:] = [s for s in await stats_of_type(listener, "remote-outbound-rtp") if s.packetsSent]
+                return any(s.roundTripTime is not None for s in inbound) and bool(described)
+
+            await eventually(
+                both_reports_seen,
+                REPORT_WAIT_SECONDS,
+                what="a receiver report echoing the speaker's and a sender report on the listener's stream",
+                interval=0.25,
+                detail=lambda: f"speaker's remote-inbound-rtp {inbound}; listener's remote-outbound-rtp {described}",
+            )
+            round_trip = next((s.roundTripTime for s in inbound if s.roundTripTime is not None), None)
         finally:
             speaking.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,4 @@
-"""Bad input on /ws gets a clear answer and changes nothing else (issue 3, "Bad input")."""
+"""Bad input on /ws gets a clear answer and changes nothing else."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import orjson
 import pytest
 from aiortc import RTCPeerConnection
 
-from ghosttalk.client.participant import Client, ClientOptions
-from tests.helpers import clients, udp_sockets
-from tests.serverproc import ServerProcess
+from ghosttalk.client.participant import Client
+from tests.support.probes import udp_sockets
+from tests.support.room import assert_still_talking, clients
+from tests.support.server import ServerProcess
 
 SDP_WITHOUT_AUDIO = """v=0\r
 o=- 1 1 IN IP4 127.0.0.1\r
@@ -44,7 +45,7 @@ a=sctp-port:5000\r
         ("room=ok&name=" + "x" * 13, "at most 12"),
         ("room=ok&name=a%01b", "control"),
         ("room=ok&name=a%E2%80%8Eb", "control"),
-        # Issue 12, item 12: names that render as nothing, and line breaks inside a name.
+        # Names that render as nothing, and line breaks inside a name.
         ("room=ok&name=%E3%85%A4", "visible character"),  # U+3164 HANGUL FILLER
         ("room=ok&name=%E1%85%9F%E1%85%A0", "visible character"),  # U+115F U+1160
         ("room=ok&name=%EF%BE%A0%E2%A0%80", "visible character"),  # U+FFA0, U+2800 blank braille
@@ -69,7 +70,7 @@ async def test_bad_room_or_name_is_refused_before_the_upgrade(
 
 
 async def test_the_websocket_origin_check_compares_the_scheme(shared_server: ServerProcess) -> None:
-    """Issue 12, item 12: an https page may open /ws only where the request was https, which behind a
+    """An https page may open /ws only where the request was https, which behind a
     TLS-terminating proxy only a trusted proxy's X-Forwarded-Proto can say (loopback is trusted by default)."""
     url = shared_server.ws_url("origin-scheme", "oscar")
     own = shared_server.url.removeprefix("http://")
@@ -231,21 +232,3 @@ async def test_answer_without_offer_and_offer_during_negotiation(shared_server: 
             await assert_still_talking(shared_server, "order", [victim, friend, newcomer])
         finally:
             await newcomer.close()
-
-
-async def assert_still_talking(server: ServerProcess, room: str, members: list[Client]) -> None:
-    """A fresh client in the same room hears the others and they hear it."""
-    fresh = await Client(server.url, room, "fresh", ClientOptions()).connect()
-    try:
-        everyone = [*members, fresh]
-        for member in everyone:
-            others = {m.self_id for m in everyone if m is not member}
-            await member.wait_for(lambda m=member, o=others: o <= m.negotiated_speakers(), 10)
-        await asyncio.sleep(0.2)
-        for member in everyone:
-            member.send_rtp(b"still here " + member.name.encode())
-        for member in everyone:
-            others = {m.self_id for m in everyone if m is not member}
-            await member.wait_for(lambda m=member, o=others: o <= m.speakers(), 5)
-    finally:
-        await fresh.close()

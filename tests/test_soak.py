@@ -1,4 +1,4 @@
-"""Soak (issue 7, proof 2): join/leave cycles of every kind, then nothing is left behind.
+"""Soak: join/leave cycles of every kind, then nothing is left behind.
 
 Kinds, in rotation: a clean join-talk-leave; a socket that vanishes (TCP reset) before offering; a client
 killed before ICE completes (it offers, gets the answer, vanishes); a client killed mid-call (media up, then
@@ -30,21 +30,13 @@ import pytest
 from ghosttalk.client.audio import tone, write_wav
 from ghosttalk.client.participant import Client
 from tests.conftest import RELAXED_LIMITS
-from tests.faults import (
-    RawPeer,
-    RawWebSocket,
-    TalkingCall,
-    assert_delivered,
-    child_joiner,
-    dead_offer,
-    open_fds,
-    rss_bytes,
-    tracebacks,
-    udp_drops,
-    wait_until,
-)
-from tests.helpers import admin_json, udp_sockets
-from tests.serverproc import ServerProcess
+from tests.support.calls import TalkingCall, assert_delivered
+from tests.support.eventually import eventually
+from tests.support.joiner import child_joiner
+from tests.support.probes import admin_json, open_fds, rss_bytes, tracebacks, udp_drops, udp_sockets
+from tests.support.rawpeer import RawPeer, dead_offer
+from tests.support.rawws import RawWebSocket
+from tests.support.server import ServerProcess
 
 LANES = 3
 RESIDENT_ROOM = "soak"
@@ -109,7 +101,7 @@ class Soak:
         elif kind == "mid-call":
             peer = await RawPeer.join(self.server, room, name)
             await peer.connected()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # deliberate: die a moment into the call, not at its first instant
             await peer.kill()
         else:
             ws = await RawWebSocket.join(self.server, room, name)
@@ -166,8 +158,9 @@ async def run_soak(server: ServerProcess, tmp_path: Path, cycles: int) -> None:
     opener = await RawWebSocket.join(server, "warm", "w")
     await opener.wait_message("room_state")
     await opener.close()
-    await wait_until(lambda: admin_json(server, "stats")["users"] == 0, 10)
+    await eventually(lambda: admin_json(server, "stats")["users"] == 0, 10)
     # Descriptors are counted before each admin request: its own connection would otherwise be one of them.
+    # The server closes the connections of the requests above a moment after answering; no count shows when.
     await asyncio.sleep(0.5)
     baseline_fds = open_fds(server.pid)
     baseline = admin_json(server, "internals")
@@ -195,14 +188,16 @@ async def run_soak(server: ServerProcess, tmp_path: Path, cycles: int) -> None:
         now = admin_json(server, "internals")
         return fds == baseline_fds and all(now[key] == baseline[key] for key in LEAK_COUNTS)
 
-    try:
-        await wait_until(settled, 30, interval=0.5)
-    except TimeoutError:
-        fds = open_fds(server.pid)
-        pytest.fail(f"not back to baseline: {admin_json(server, 'internals')} fds {fds}; "
-                    f"baseline {baseline} fds {baseline_fds}")
+    await eventually(
+        settled,
+        30,
+        what="the server back to its baseline",
+        interval=0.5,
+        detail=lambda: f"now {admin_json(server, 'internals')} fds {open_fds(server.pid)}; "
+        f"baseline {baseline} fds {baseline_fds}",
+    )
     assert udp_sockets(server.pid) == 1
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # as before the baseline: the admin requests' connections close
     final = soak.sample(cycles)
     samples.append(final)
     warm = next(s for s in samples if s.cycle >= warm_up)

@@ -29,12 +29,15 @@ import pytest
 from aioice import stun
 from playwright.sync_api import sync_playwright
 
+from ghosttalk.benchmark.server import free_port
 from ghosttalk.client.participant import Client, ClientOptions, JoinError
 from ghosttalk.config import Config
 from ghosttalk.ops.turn import ice_servers, rest_credentials
-from tests.browser.helpers import Person, join, launch, live_inbound, wait_until, write_tone
-from tests.helpers import negotiated
-from tests.serverproc import ServerProcess, free_port
+from tests.support.browser.chromium import Person, join, launch
+from tests.support.browser.probes import live_inbound, write_tone
+from tests.support.eventually import eventually_sync
+from tests.support.room import negotiated
+from tests.support.server import ServerProcess
 
 SECRET = "turn-shared-secret-for-tests"
 STATIC_USER, STATIC_PASS = "ghost", "talk-static-password"
@@ -161,10 +164,12 @@ def coturn(tmp_path: Path, credentials: str) -> Iterator[Coturn]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not _answers_stun(port):
+
+        def answering() -> bool:
             assert proc.poll() is None, f"turnserver exited with {proc.returncode}:\n{log.read_text()}"
-            assert time.monotonic() < deadline, "turnserver did not answer STUN within 10 s"
+            return _answers_stun(port)
+
+        eventually_sync(answering, 10, what="turnserver answering STUN", interval=0.05)
         yield Coturn(port, log)
     finally:
         proc.terminate()
@@ -176,14 +181,11 @@ def coturn(tmp_path: Path, credentials: str) -> Iterator[Coturn]:
 
 
 async def page_ice_servers(server: ServerProcess) -> list[dict[str, Any]]:
-    """The ICE servers a page gets: the module /static/js/config.js that the server generates per request."""
-    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/static/js/config.js") as response:
+    """The ICE servers a page gets: /ice-servers, which the server answers afresh for every connection."""
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/ice-servers") as response:
         assert response.status == 200
         assert response.headers["Cache-Control"] == "no-store"
-        text = await response.text()
-    match = re.fullmatch(r"export const iceServers = (.*);\n", text, re.DOTALL)
-    assert match is not None, text
-    servers: list[dict[str, Any]] = orjson.loads(match.group(1))
+        servers: list[dict[str, Any]] = orjson.loads(await response.read())
     return servers
 
 
@@ -197,7 +199,7 @@ async def talk_through_relay(server: ServerProcess, room: str) -> None:
     options = ClientOptions(ice_servers=await page_ice_servers(server), relay_only=True)
     ann = await Client(server.url, room, "ann", options).connect(timeout=15)
     try:
-        # A fresh module fetch per person, as each page loads its own (REST credentials differ per fetch).
+        # A fresh fetch per person, as each page makes its own (REST credentials differ per fetch).
         ben_options = ClientOptions(ice_servers=await page_ice_servers(server), relay_only=True)
         ben = await Client(server.url, room, "ben", ben_options).connect(timeout=15)
         try:
@@ -312,10 +314,10 @@ def test_chromium_pages_talk_through_coturn(tmp_path: Path, mode: str) -> None:
         try:
             room = f"chromium-turn-{mode}"
             with relay_only_pages(tmp_path, server, room) as people:
-                wait_until(lambda: connected_types(server, room) == ["relay", "relay"], 20, message="both relayed")
+                eventually_sync(lambda: connected_types(server, room) == ["relay", "relay"], 20, what="both relayed")
                 for person in people:
                     # Audio flows: the other person's inbound RTP stream keeps growing.
-                    wait_until(lambda p=person: live_inbound(p) == 1, 15, message=f"{person.name} receives audio")
+                    eventually_sync(lambda p=person: live_inbound(p) == 1, 15, what=f"{person.name} receives audio")
                     assert person.page.evaluate("window.__iceErrors") == []
                     assert person.errors == []
         finally:
@@ -329,9 +331,11 @@ def test_chromium_page_explains_a_wrong_turn_secret(tmp_path: Path) -> None:
         server = ServerProcess(tmp_path / "data", extra_args=args).start()
         try:
             with relay_only_pages(tmp_path, server, "chromium-turn-wrong") as (ann, _bob):
-                wait_until(lambda: 401 in ann.page.evaluate("window.__iceErrors"), 15, message="coturn says 401")
+                eventually_sync(lambda: 401 in ann.page.evaluate("window.__iceErrors"), 15, what="coturn says 401")
                 # The page tells the person why, in words that point the operator at TURN.
-                wait_until(lambda: "TURN" in ann.page.inner_text("body"), 15, message="the page names the TURN failure")
+                eventually_sync(
+                    lambda: "TURN" in ann.page.inner_text("body"), 15, what="the page names the TURN failure"
+                )
         finally:
             server.stop()
         assert connected_types(server, "chromium-turn-wrong") == []

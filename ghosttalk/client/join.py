@@ -16,7 +16,7 @@ import numpy as np
 
 from ghosttalk.client.audio import SAMPLE_RATE, OpusStreamDecoder, Pcm, read_audio, write_wav
 from ghosttalk.client.participant import Client, ClientOptions, JoinError, ReceivedPacket
-from ghosttalk.server.signaling import validate_name, validate_room
+from ghosttalk.contract import validate_name, validate_room
 
 
 def split_room_url(url: str, room: str | None) -> tuple[str, str]:

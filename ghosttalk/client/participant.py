@@ -24,6 +24,20 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
 from ghosttalk.client.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
+from ghosttalk.contract import (
+    Answer,
+    ErrorMessage,
+    Message,
+    Mute,
+    Offer,
+    PeerJoin,
+    PeerLeave,
+    PeerUpdate,
+    RoomState,
+    parse_server_message,
+    stays_away,
+    wire,
+)
 from ghosttalk.media.aiortc_adapter.dtls import receive_rtp_directly, srtp_writer, tap_rtp
 from ghosttalk.media.aiortc_adapter.ice import DatagramFilter, filter_ice_datagrams
 from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc
@@ -33,8 +47,6 @@ from ghosttalk.media.rtp import build_rtp, ntp_now, parse_rtp
 # Rejoin backoff: quick enough to be back within seconds of a server restart, gentle on a server in trouble.
 REJOIN_FIRST_DELAY = 0.25
 REJOIN_MAX_DELAY = 2.0
-# Errors after which rejoining cannot succeed.
-FINAL_ERRORS = frozenset({"Room full"})
 
 
 class IdleAudioTrack(MediaStreamTrack):
@@ -120,6 +132,8 @@ class Client:
         self.received: dict[str, list[ReceivedPacket]] = {}
         self.on_packet: Callable[[str, ReceivedPacket], None] | None = None
         self.closed_reason: str | None = None
+        # How the server closed the last join's socket (None: not closed, or without a close frame).
+        self.close_code: int | None = None
         self.pc: RTCPeerConnection | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -165,7 +179,7 @@ class Client:
 
     async def _join(self, timeout: float) -> None:
         assert self._session is not None
-        self.self_id, self.closed_reason, self._write, self._owners = None, None, None, {}
+        self.self_id, self.closed_reason, self.close_code, self._write, self._owners = None, None, None, None, {}
         self._lost.clear()
         try:
             self._ws = await self._session.ws_connect(self.url, heartbeat=30)
@@ -180,8 +194,8 @@ class Client:
         while True:
             await self._lost.wait()
             await self._leave()
-            if self.errors and self.errors[-1] in FINAL_ERRORS:
-                return
+            if stays_away(self.close_code):
+                return  # kicked, banned, or the room is full: the contract says stay away
             delay = REJOIN_FIRST_DELAY
             while True:
                 await asyncio.sleep(delay)
@@ -189,7 +203,7 @@ class Client:
                     await self._join(timeout)
                 except (JoinError, TimeoutError, aiohttp.ClientError, OSError) as exc:
                     await self._leave()
-                    final = str(exc).startswith(("HTTP 400", "HTTP 403")) or str(exc) in FINAL_ERRORS
+                    final = str(exc).startswith(("HTTP 400", "HTTP 403")) or stays_away(self.close_code)
                     if isinstance(exc, JoinError) and final:
                         self.closed_reason = str(exc)
                         return  # refused for good (bad name, banned, room full): trying again cannot help
@@ -245,7 +259,7 @@ class Client:
         if self.options.network is not None:
             filter_ice_datagrams(pc, self.options.network)
         tap_rtp(self._transceiver.receiver.transport, self._on_rtp)
-        await self.send({"type": "offer", "sdp": pc.localDescription.sdp})
+        await self.send(Offer(pc.localDescription.sdp))
 
     def _on_connection_state(self) -> None:
         assert self.pc is not None
@@ -275,9 +289,11 @@ class Client:
 
     # Signaling.
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any] | Message) -> None:
+        """Send a contract message, or any JSON object (tests of bad input)."""
         assert self._ws is not None
-        await self._ws.send_str(orjson.dumps(message).decode())
+        data = message if isinstance(message, dict) else wire(message)
+        await self._ws.send_str(orjson.dumps(data).decode())
 
     async def send_raw(self, data: str | bytes) -> None:
         """Send a frame as is (tests of bad input)."""
@@ -301,34 +317,34 @@ class Client:
                     self.errors.append(f"client could not apply {message.get('type')}: {exc!r}")
                 self._notify()
         finally:
-            self.closed_reason = self.closed_reason or f"socket closed ({self._ws.close_code})"
+            self.close_code = self._ws.close_code
+            self.closed_reason = self.closed_reason or f"socket closed ({self.close_code})"
             self._lost.set()
             self._notify()
 
-    async def _handle(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "room_state":
-            self.self_id = message["self_id"]
-            self.peers = {p["id"]: RemotePeer(p["id"], p["name"], p["muted"]) for p in message["peers"]}
-        elif kind == "peer_join" or kind == "peer_update":
-            p = message["peer"]
-            self.peers[p["id"]] = RemotePeer(p["id"], p["name"], p["muted"])
-        elif kind == "peer_leave":
-            self.peers.pop(message["peer_id"], None)
-        elif kind == "error":
-            self.errors.append(message["message"])
-        elif kind == "answer" and self.pc is not None:
-            await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))
-            self._payload_type = negotiated_payload_type(self._transceiver) or self._payload_type
-        elif kind == "offer" and self.pc is not None:
-            await self.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
-            self._owners = _ssrc_owners(message["sdp"])
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            answer: str = self.pc.localDescription.sdp
-            sent = answer if self.options.rewrite_answer is None else self.options.rewrite_answer(answer)
-            if sent is not None:
-                await self.send({"type": "answer", "sdp": sent})
-                self.answers_sent += 1
+    async def _handle(self, data: dict[str, Any]) -> None:
+        match parse_server_message(data):
+            case RoomState(self_id=self_id, peers=peers):
+                self.self_id = self_id
+                self.peers = {p.id: RemotePeer(p.id, p.name, p.muted) for p in peers}
+            case PeerJoin(peer=p) | PeerUpdate(peer=p):
+                self.peers[p.id] = RemotePeer(p.id, p.name, p.muted)
+            case PeerLeave(peer_id=peer_id):
+                self.peers.pop(peer_id, None)
+            case ErrorMessage(message=text):
+                self.errors.append(text)
+            case Answer(sdp=sdp) if self.pc is not None:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+                self._payload_type = negotiated_payload_type(self._transceiver) or self._payload_type
+            case Offer(sdp=sdp) if self.pc is not None:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+                self._owners = _ssrc_owners(sdp)
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+                answer: str = self.pc.localDescription.sdp
+                sent = answer if self.options.rewrite_answer is None else self.options.rewrite_answer(answer)
+                if sent is not None:
+                    await self.send(Answer(sent))
+                    self.answers_sent += 1
 
     def _notify(self) -> None:
         self._changed.set()
@@ -401,7 +417,7 @@ class Client:
         return set(self._owners.values())
 
     async def mute(self, muted: bool) -> None:
-        await self.send({"type": "mute", "muted": muted})
+        await self.send(Mute(muted))
 
     async def close(self) -> None:
         if self._supervisor is not None:

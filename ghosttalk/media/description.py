@@ -13,6 +13,7 @@ from enum import Enum
 
 from aiortc.sdp import SessionDescription
 
+from ghosttalk.contract import SignalingError
 from ghosttalk.ops.bans import IPAddress
 
 # Remote candidates one connection may have checked (trickled and in descriptions together, each transport
@@ -26,10 +27,6 @@ _QUOTED_CHARS = 80
 # offer whose candidates were all dropped (mDNS, a public client's LAN addresses) would then never connect,
 # though the client's own checks would have taught us a peer-reflexive address.
 _END_OF_CANDIDATES = "a=end-of-candidates"
-
-
-class SignalingError(Exception):
-    """A client message that cannot be applied: the client gets ``error {message}``, the session goes on."""
 
 
 def is_mdns_candidate(line: str) -> bool:
@@ -226,13 +223,11 @@ def check_answer_directions(offer: SessionDescription, answer: SessionDescriptio
 
 
 def parse_description(
-    sdp: object, kind: str, candidates: CandidateFilter, max_media: int | None = None
+    sdp: str, kind: str, candidates: CandidateFilter, max_media: int | None = None
 ) -> tuple[str, SessionDescription]:
-    """Check an offer or answer before it touches the connection, so bad input leaves no trace; the text
-    to apply and what it says. ``candidates`` decides on its ``a=candidate`` lines; more than ``max_media``
-    m-lines are refused before anything is parsed."""
-    if not isinstance(sdp, str) or not sdp.strip():
-        raise SignalingError(f"{kind} needs an 'sdp' string")
+    """Check an offer or answer (whose message the contract has checked) before it touches the connection, so
+    bad input leaves no trace; the text to apply and what it says. ``candidates`` decides on its
+    ``a=candidate`` lines; more than ``max_media`` m-lines are refused before anything is parsed."""
     if max_media is not None:
         lines = sdp.count("\nm=") + sdp.startswith("m=")
         if lines > max_media:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import orjson
+from aiohttp import web
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -172,3 +173,6 @@ class BanList:
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+
+BANS = web.AppKey("bans", BanList)

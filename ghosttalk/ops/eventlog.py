@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import orjson
+from aiohttp import web
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -128,3 +129,6 @@ class EventLog:
 
     def _backup(self, index: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{index}")
+
+
+EVENTS = web.AppKey("events", EventLog)

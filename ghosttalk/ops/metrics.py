@@ -116,10 +116,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def _handle_metrics(request: web.Request) -> web.Response:
-    # Imported here: appkeys imports this module for the Metrics type.
-    from ghosttalk.server.appkeys import METRICS
+METRICS = web.AppKey("metrics", Metrics)
 
+
+async def _handle_metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -24,10 +24,13 @@ import jinja2
 import orjson
 from aiohttp import web
 
-from ghosttalk.ops.bans import entry_text, normalise
+from ghosttalk.ops.bans import BANS, entry_text, normalise
+from ghosttalk.ops.eventlog import EVENTS
 from ghosttalk.ops.limits import TokenBucket
 from ghosttalk.ops.netaddr import client_ip, limit_key
-from ghosttalk.server.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, ROOMS, SHUTTING_DOWN, STARTED_AT
+from ghosttalk.server.lifecycle import CONFIG, MEDIA, SHUTTING_DOWN, STARTED_AT
+from ghosttalk.server.overview import candidate_types, internals, snapshot
+from ghosttalk.server.rooms import ROOMS
 from ghosttalk.version import commit, version
 from ghosttalk.webfiles import TEMPLATE_DIR
 
@@ -47,6 +50,9 @@ AUTH_FAILURES_PER_SECOND = 5 / 60
 AUTH_THROTTLE_MAX_KEYS = 100_000
 
 Params = Mapping[str, str]
+
+# The admin key in force (configured or generated at startup); never logged after the first print.
+ADMIN_KEY = web.AppKey("admin_key", str)
 
 
 def _json(data: object, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -214,18 +220,18 @@ class AdminPanel:
     async def _stats(self, request: web.Request, params: Params) -> web.Response:
         app = request.app
         rooms = app[ROOMS]
-        snapshot = rooms.snapshot()
+        everyone = snapshot(rooms)
         return _json(
             {
-                "rooms": rooms.room_count(),
-                "users": rooms.peer_count(),
+                "rooms": len(rooms.rooms),
+                "users": len(rooms.peers),
                 "uptime": round(time.time() - app[STARTED_AT], 1),
                 "started_at": app[STARTED_AT],
                 "version": version(),
                 "commit": commit(),
                 "shutting_down": app[SHUTTING_DOWN].is_set(),
-                "room_users": {room["room"]: len(room["peers"]) for room in snapshot},
-                "candidate_types": rooms.candidate_types(),
+                "room_users": {room["room"]: len(room["peers"]) for room in everyone},
+                "candidate_types": candidate_types(rooms),
                 "bans": len(app[BANS].entries()),
             }
         )
@@ -234,14 +240,15 @@ class AdminPanel:
         text = params.get("n", str(DEFAULT_LOGS))
         if not text.isdecimal() or not 1 <= int(text) <= MAX_LOGS:
             return _error(400, f"n must be a whole number from 1 to {MAX_LOGS}")
-        return _json({"events": request.app[EVENTS].recent(int(text))})
+        # A bare array, oldest first, as the original answers: operators' scripts iterate it directly.
+        return _json(request.app[EVENTS].recent(int(text)))
 
     async def _internals(self, request: web.Request, params: Params) -> web.Response:
         # Leak checks: counts that return to their baseline once everyone has left.
-        return _json(request.app[ROOMS].internals())
+        return _json(internals(request.app[ROOMS], request.app[MEDIA]))
 
     async def _rooms(self, request: web.Request, params: Params) -> web.Response:
-        return _json({"rooms": request.app[ROOMS].snapshot()})
+        return _json({"rooms": snapshot(request.app[ROOMS])})
 
     async def _bans(self, request: web.Request, params: Params) -> web.Response:
         return _json({"bans": request.app[BANS].entries()})
@@ -283,7 +290,7 @@ class AdminPanel:
             return _error(400, "peer must be a peer id (letters, digits, '_' or '-', at most 64)")
         rooms = request.app[ROOMS]
         # Looked up before the kick, so the log line still says who and where.
-        found = _find_peer(rooms.snapshot(), peer_id)
+        found = _find_peer(snapshot(rooms), peer_id)
         if not await rooms.kick(peer_id, "kicked"):
             return _error(404, f"no connected peer {peer_id}")
         room, peer = found if found is not None else (None, {})

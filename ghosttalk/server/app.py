@@ -1,25 +1,27 @@
-"""The aiohttp application factory: state, routes and the media lifecycle in one place."""
+"""The aiohttp application factory: makes every long-lived object, puts each under its typed key, and
+registers the routes. Each key is declared beside what it holds (``ROOMS`` in rooms.py, ``BANS`` in
+ops/bans.py, the server's own state in lifecycle.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
-from collections.abc import AsyncIterator
 
-import orjson
 from aiohttp import web
 
 from ghosttalk.config import Config
-from ghosttalk.ops.bans import BanList
-from ghosttalk.ops.eventlog import EventLog
+from ghosttalk.media.description import Admission
+from ghosttalk.media.peer import MediaLimits
+from ghosttalk.media.plane import MediaPlane
+from ghosttalk.ops.bans import BANS, BanList
+from ghosttalk.ops.eventlog import EVENTS, EventLog
 from ghosttalk.ops.limits import KeyedRateLimiter
-from ghosttalk.ops.metrics import Metrics, setup_metrics
+from ghosttalk.ops.metrics import METRICS, Metrics, setup_metrics
 from ghosttalk.ops.security import security_headers
-from ghosttalk.server.admin import setup_admin
-from ghosttalk.server.appkeys import ADMIN_KEY, BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN, STARTED_AT
+from ghosttalk.server.admin import ADMIN_KEY, setup_admin
+from ghosttalk.server.lifecycle import setup_lifecycle
+from ghosttalk.server.overview import live_stats
 from ghosttalk.server.pages import setup_pages
-from ghosttalk.server.rooms import RoomManager
+from ghosttalk.server.rooms import ROOMS, RoomManager
 from ghosttalk.server.signaling import (
     CONNECTIONS,
     JOIN_RATE,
@@ -28,32 +30,29 @@ from ghosttalk.server.signaling import (
     join_rate_limiter,
     websocket_handler,
 )
-from ghosttalk.version import commit, version
 
 
-async def healthz(request: web.Request) -> web.Response:
-    if request.app[SHUTTING_DOWN].is_set():
-        status = "shutting down"
-    elif not request.app[ROOMS].mux.alive:
-        status = "media socket closed"  # no call can carry audio: a load balancer must stop sending people here
-    else:
-        status = "ok"
-    body = {"status": status, "version": version(), "commit": commit()}
-    return web.Response(body=orjson.dumps(body), status=200 if status == "ok" else 503, content_type="application/json")
+def media_plane(config: Config, metrics: Metrics) -> MediaPlane:
+    """The shared socket, forwarder and DTLS identity, as configured (started with the application)."""
 
+    def candidate_dropped(admission: Admission) -> None:
+        metrics.candidates_dropped.labels(reason=admission.value).inc()
 
-async def _media(app: web.Application) -> AsyncIterator[None]:
-    rooms = app[ROOMS]
-    await rooms.start()
-    yield
-    await rooms.close()
-    app[EVENTS].close()
-
-
-async def _on_shutdown(app: web.Application) -> None:
-    # Runs before connections are torn down: refuse new joins and tell everyone while sockets still work.
-    app[SHUTTING_DOWN].set()
-    await app[ROOMS].close()
+    limits = MediaLimits(
+        heartbeat_interval=config.heartbeat_interval,
+        heartbeat_timeout=config.heartbeat_timeout,
+        connect_timeout=config.connect_timeout,
+        offer_timeout=config.offer_timeout,
+        max_room_peers=config.max_room_peers,
+    )
+    return MediaPlane(
+        bind=config.rtc_bind,
+        port=config.rtc_udp_port,
+        # A 1:1 NAT's public address replaces the interface addresses.
+        advertise=(config.public_ip,) if config.public_ip else config.rtc_hosts,
+        limits=limits,
+        candidate_dropped=candidate_dropped,
+    )
 
 
 def create_app(config: Config) -> web.Application:
@@ -63,10 +62,10 @@ def create_app(config: Config) -> web.Application:
     bans = BanList(config.ban_file)
     bans.load()
     rooms: RoomManager
-    metrics = Metrics(live=lambda: rooms.live_stats())
-    rooms = RoomManager(config, events, metrics)
+    metrics = Metrics(live=lambda: live_stats(rooms, media))
+    media = media_plane(config, metrics)
+    rooms = RoomManager(config, events, metrics, media)
 
-    app[CONFIG] = config
     app[EVENTS] = events
     app[BANS] = bans
     app[METRICS] = metrics
@@ -74,15 +73,11 @@ def create_app(config: Config) -> web.Application:
     app[CONNECTIONS] = ConnectionCounter()
     app[JOIN_RATE] = join_rate_limiter(config)
     app[REFUSAL_LOG] = KeyedRateLimiter(rate=1 / 60, burst=1)
-    app[SHUTTING_DOWN] = asyncio.Event()
-    app[STARTED_AT] = time.time()
     app[ADMIN_KEY] = config.admin_key or secrets.token_urlsafe(24)
 
     app.router.add_get("/ws", websocket_handler)
-    app.router.add_get("/healthz", healthz)
+    setup_lifecycle(app, config, media)
     setup_pages(app)
     setup_admin(app)
     setup_metrics(app)
-    app.cleanup_ctx.append(_media)
-    app.on_shutdown.append(_on_shutdown)
     return app

@@ -1,32 +1,25 @@
-"""The page: landing and room HTML from jinja2 templates, the static ES modules, and the ICE-server module.
+"""The page: landing and room HTML from jinja2 templates, the static ES modules, and the ICE servers.
 
 The HTML never carries executable inline script (the Content-Security-Policy allows only ``'self'``
 scripts): whatever the JavaScript needs from the server travels in a ``<script type="application/json">``
-block, which browsers do not execute, or in ``/static/js/config.js``, generated per request.
+block, which browsers do not execute, or as JSON it fetches (``/ice-servers``, fresh for every connection).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import jinja2
 import orjson
 from aiohttp import web
 
+from ghosttalk.contract import MAX_NAME_CHARS, is_room_id
 from ghosttalk.ops.turn import ice_servers
-from ghosttalk.server.appkeys import CONFIG
+from ghosttalk.server.lifecycle import CONFIG
 from ghosttalk.version import commit, version
 from ghosttalk.webfiles import STATIC_DIR, TEMPLATE_DIR
 
-# The same rule the signaling endpoint applies to ?room=, so every link the page makes is joinable.
-ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
 JINJA = web.AppKey("pages_jinja", jinja2.Environment)
-
-
-def valid_room(room: str) -> bool:
-    return ROOM_ID.fullmatch(room) is not None
 
 
 def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
@@ -41,18 +34,17 @@ async def landing(request: web.Request) -> web.Response:
 
 async def room_page(request: web.Request) -> web.Response:
     room = request.match_info["room"]
-    if not valid_room(room):
+    # The contract's rule, the one /ws applies to ?room=: every room page can be joined.
+    if not is_room_id(room):
         return _render(request, "error.html", status=400, view="error", room=room[:80])
-    return _render(request, "room.html", view="room", room=room)
+    return _render(request, "room.html", view="room", room=room, name_max_chars=MAX_NAME_CHARS)
 
 
-async def config_module(request: web.Request) -> web.Response:
+async def ice_servers_json(request: web.Request) -> web.Response:
     # TURN REST credentials are minted per request and expire: neither the browser nor a proxy may keep them.
-    servers = orjson.dumps(ice_servers(request.app[CONFIG])).decode()
     return web.Response(
-        text=f"export const iceServers = {servers};\n",
-        content_type="text/javascript",
-        charset="utf-8",
+        body=orjson.dumps(ice_servers(request.app[CONFIG])),
+        content_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
 
@@ -74,7 +66,6 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", landing, name="landing")
     # ".*" so that an empty id or one with slashes gets the friendly error page rather than a bare 404.
     app.router.add_get("/r/{room:.*}", room_page, name="room")
-    # Registered before the static resource so the generated module wins over the directory lookup.
-    app.router.add_get("/static/js/config.js", config_module, name="config_js")
+    app.router.add_get("/ice-servers", ice_servers_json, name="ice_servers")
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
     app.on_response_prepare.append(_revalidate_static)

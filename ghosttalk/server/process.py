@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -13,8 +15,8 @@ from aiohttp import web
 from ghosttalk.config import Config
 from ghosttalk.media.aiortc_adapter import check_pinned_versions
 from ghosttalk.ops.bans import BanFileError
+from ghosttalk.server.admin import ADMIN_KEY
 from ghosttalk.server.app import create_app
-from ghosttalk.server.appkeys import ADMIN_KEY
 from ghosttalk.version import commit, version
 
 logger = logging.getLogger("ghosttalk")
@@ -24,6 +26,13 @@ SHUTDOWN_TIMEOUT_SECONDS = 4.0
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line, stamped in ISO 8601 UTC to the millisecond (2026-11-30T06:20:00.123Z): log
+    collectors parse that without being told the server's time zone or format."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC)
+        return stamp.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
                  "message": record.getMessage()}
@@ -46,7 +55,7 @@ def configure_logging(level: str, fmt: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-async def _run(config: Config) -> int:
+async def _run(config: Config, config_file: Path | None) -> int:
     try:
         app = create_app(config)
     except BanFileError as exc:
@@ -62,6 +71,8 @@ async def _run(config: Config) -> int:
         await runner.cleanup()
         return 2
     logger.info("ghosttalk %s (%s) listening on http://%s:%d", version(), commit(), config.host, config.port)
+    if config_file is not None:
+        logger.info("settings from flags, the environment and %s (ghosttalk config shows each)", config_file)
     if not config.admin_key:
         # Printed once, to the console only: it never reaches the event log.
         print(f"ghosttalk: no admin key configured; generated one for this run: {app[ADMIN_KEY]}", flush=True)
@@ -76,11 +87,11 @@ async def _run(config: Config) -> int:
     return 0
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, config_file: Path | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     check_pinned_versions()
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_run(config))
-    return uvloop.run(_run(config))
+        return asyncio.run(_run(config, config_file))
+    return uvloop.run(_run(config, config_file))

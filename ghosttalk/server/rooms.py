@@ -1,47 +1,32 @@
-"""Rooms in memory: who is where, joining and leaving, and wiring every speaker to every listener."""
+"""Rooms in memory: who is where, joining and leaving, who hears whom, and telling a room what changed.
+
+Each person's connection comes from the media plane (:mod:`ghosttalk.media.plane`); what operators see of the
+rooms is in :mod:`ghosttalk.server.overview`."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import secrets
-import threading
 import time
-import weakref
-from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from ghosttalk.config import Config
-from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity
-from ghosttalk.media.description import Admission, CandidateFilter
-from ghosttalk.media.forwarder import Forwarder
-from ghosttalk.media.icemux import IceMux, default_host_addresses
-from ghosttalk.media.peer import MediaHooks, MediaLimits, PeerMedia
+from ghosttalk.contract import CloseCode
+from ghosttalk.media.peer import MediaHooks, PeerMedia
+from ghosttalk.media.plane import MediaPlane
 from ghosttalk.ops.eventlog import EventLog
-from ghosttalk.ops.metrics import LiveStats, Metrics
+from ghosttalk.ops.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 # A client that leaves this many messages unread is too slow to keep; it is disconnected.
 OUTBOX_MESSAGES = 256
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes the server ends a session with, so a client can tell a reason to rejoin (the
-    server restarts, the connection was lost) from a reason to stay away (kicked, banned, room full)."""
-
-    GOING_AWAY = 1001  # server shutting down: rejoin in a moment
-    POLICY = 1008  # a limit was exceeded
-    TRY_AGAIN_LATER = 1013  # room or server full
-    CONNECTION_LOST = 4002  # heartbeat or media failed: rejoin
-    KICKED = 4001
-    BANNED = 4003
 
 
 class JoinRefused(Exception):
@@ -85,50 +70,22 @@ class Room:
 
 
 class RoomManager:
-    def __init__(self, config: Config, events: EventLog, metrics: Metrics) -> None:
+    def __init__(self, config: Config, events: EventLog, metrics: Metrics, media: MediaPlane) -> None:
+        """``media`` makes each person's connection; whoever made it starts it before the first join and
+        closes it after :meth:`close`."""
         self.config = config
         self.events = events
         self.metrics = metrics
         self.rooms: dict[str, Room] = {}
         self.peers: dict[str, Peer] = {}
-        self.mux = IceMux(advertised=())
-        # The server's own ICE endpoints, which no client candidate may name (set by start()).
-        self._own_endpoints: tuple[tuple[str, int], ...] = ()
-        self._forwarder: Forwarder | None = None
-        self._dtls_identity = SharedDtlsIdentity()
-        self._limits = MediaLimits(
-            heartbeat_interval=config.heartbeat_interval,
-            heartbeat_timeout=config.heartbeat_timeout,
-            connect_timeout=config.connect_timeout,
-            offer_timeout=config.offer_timeout,
-            max_room_peers=config.max_room_peers,
-        )
+        self._media = media
         self._tasks: set[asyncio.Task[None]] = set()
-        # Every connection ever made that is still referenced anywhere: leak checks read it.
-        self._media_alive: weakref.WeakSet[PeerMedia] = weakref.WeakSet()
         self._closing = False
 
     # Lifecycle.
 
-    async def start(self) -> None:
-        if self.config.public_ip:
-            advertised: tuple[str, ...] = (self.config.public_ip,)
-        else:
-            advertised = self.config.rtc_hosts or default_host_addresses()
-        if not advertised:
-            raise RuntimeError("no address to advertise for ICE: pass --rtc-host or --public-ip")
-        self.mux.advertised = advertised
-        await self.mux.bind(self.config.rtc_bind, self.config.rtc_udp_port)
-        # Bound to every interface, the socket is reachable at each interface address too (behind a 1:1 NAT,
-        # the private one is not advertised).
-        interfaces = default_host_addresses() if self.config.rtc_bind in ("0.0.0.0", "::") else ()
-        hosts = (*advertised, self.config.rtc_bind, *interfaces)
-        self._own_endpoints = tuple((host, self.mux.port) for host in hosts)
-        self._forwarder = Forwarder(self.mux.transport)
-        logger.info("media on udp %s:%d, advertising %s", self.config.rtc_bind, self.mux.port, ", ".join(advertised))
-
     async def close(self, reason: str = "server shutting down") -> None:
-        """Tell everyone, close every connection, and release the socket (once: shutdown and cleanup both ask)."""
+        """Tell everyone and close every connection (once: shutdown and cleanup both ask)."""
         if self._closing:
             return
         self._closing = True
@@ -142,9 +99,11 @@ class RoomManager:
         for room in self.rooms.values():
             if room.destroy_handle is not None:
                 room.destroy_handle.cancel()
-        if self._forwarder is not None:
-            self._forwarder.cancel()
-        self.mux.close()
+
+    @property
+    def task_count(self) -> int:
+        """Background closes still running (leak checks: zero once everyone has left)."""
+        return len(self._tasks)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -159,7 +118,6 @@ class RoomManager:
         Every refusal is decided before anything exists, so a refused join leaves no room behind; a member
         whose connection is on its way out cannot make the join fail; and should the wiring fail halfway, it
         is undone (nobody keeps a line for a person who never arrived)."""
-        assert self._forwarder is not None, "RoomManager.start() first"
         room = self.rooms.get(room_id)
         if room is None and len(self.rooms) >= self.config.max_rooms:
             raise JoinRefused("Server full")
@@ -178,15 +136,9 @@ class RoomManager:
                 "ERROR", level="error", room=room_id, peer=peer_id, ip=ip, what="media", error=repr(exc)
             ),
             limit_exceeded=lambda limit: self._on_limit_exceeded(peer, limit),
-        )
-        candidates = CandidateFilter(
-            ip,
-            self._own_endpoints,
-            dropped=self._count_dropped_candidate,
             refused=lambda text: self._refuse(peer, text),
         )
-        media = PeerMedia(peer_id, self.mux, self._forwarder, self._dtls_identity, hooks, self._limits, candidates)
-        self._media_alive.add(media)
+        media = self._media.connect(peer_id, ip, hooks)
         peer = Peer(peer_id, name, ip, room_id, media, disconnect)
         members = list(room.peers.values()) if room is not None else []
         try:
@@ -276,9 +228,6 @@ class RoomManager:
         self._detach(peer, reason)
         self._spawn(peer.media.close())
 
-    def _count_dropped_candidate(self, admission: Admission) -> None:
-        self.metrics.candidates_dropped.labels(reason=admission.value).inc()
-
     def _refuse(self, peer: Peer, text: str) -> None:
         """An error about part of a message that was otherwise applied (a candidate line in a description)."""
         self.metrics.signaling_errors.labels(kind="candidate").inc()
@@ -291,56 +240,7 @@ class RoomManager:
         self.events.emit("LIMIT_EXCEEDED", level="warning", room=peer.room_id, peer=peer.id, ip=peer.ip, limit=limit)
         self._remove(peer, f"limit exceeded: {limit}", CloseCode.POLICY)
 
-    # What operators see and do (admin panel, metrics).
-
-    def room_count(self) -> int:
-        return len(self.rooms)
-
-    def peer_count(self) -> int:
-        return len(self.peers)
-
-    def candidate_types(self) -> dict[str, int]:
-        return dict(Counter(p.media.candidate_type for p in self.peers.values() if p.media.candidate_type))
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "room": room.id,
-                "created_at": room.created_at,
-                "peers": [
-                    {**p.info(), "ip": p.ip, "joined_at": p.joined_at, "candidate_type": p.media.candidate_type}
-                    for p in room.peers.values()
-                ],
-            }
-            for room in self.rooms.values()
-        ]
-
-    def live_stats(self) -> LiveStats:
-        counters = self._forwarder.counters if self._forwarder is not None else None
-        return LiveStats(
-            rooms=len(self.rooms),
-            peers=len(self.peers),
-            packets_in=counters.packets_in if counters else 0,
-            packets_forwarded=counters.packets_forwarded if counters else 0,
-            bytes_forwarded=counters.bytes_forwarded if counters else 0,
-            packets_dropped=counters.packets_dropped if counters else 0,
-            packets_rate_limited=counters.packets_rate_limited if counters else 0,
-            udp_dropped=dict(self.mux.dropped),
-        )
-
-    def internals(self) -> dict[str, int]:
-        """Counts that return to their baseline when everyone has left (leak checks, soak tests)."""
-        gc.collect()
-        ufrags, addresses = self.mux.mapping_counts()
-        return {
-            "peer_media_alive": len(self._media_alive),
-            "ice_ufrags": ufrags,
-            "ice_addresses": addresses,
-            "room_tasks": len(self._tasks),
-            "asyncio_tasks": len(asyncio.all_tasks()),
-            # aiortc starts a decoder thread per receiving line: one per hostile m-line would show here.
-            "threads": threading.active_count(),
-        }
+    # What operators do (admin panel).
 
     async def kick(self, peer_id: str, reason: str, code: CloseCode = CloseCode.KICKED) -> bool:
         peer = self.peers.get(peer_id)
@@ -357,3 +257,6 @@ class RoomManager:
         for peer in matched:
             await self.kick(peer.id, reason, CloseCode.BANNED)
         return len(matched)
+
+
+ROOMS = web.AppKey("rooms", RoomManager)

@@ -9,41 +9,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Iterator
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ghosttalk.config import Config
-from ghosttalk.media.description import SignalingError
-from ghosttalk.nickname import check_name
-from ghosttalk.ops.eventlog import EventLog
+from ghosttalk.contract import (
+    MAX_FRAME_BYTES,
+    Answer,
+    Candidate,
+    ClientMessage,
+    CloseCode,
+    ErrorMessage,
+    Heartbeat,
+    MessageRefused,
+    Mute,
+    Offer,
+    SignalingError,
+    parse_client_message,
+    validate_name,
+    validate_room,
+    wire,
+)
+from ghosttalk.ops.bans import BANS
+from ghosttalk.ops.eventlog import EVENTS, EventLog
 from ghosttalk.ops.limits import KeyedRateLimiter, TokenBucket
-from ghosttalk.ops.metrics import Metrics
+from ghosttalk.ops.metrics import METRICS, Metrics
 from ghosttalk.ops.netaddr import client_ip, limit_key, origin_allowed
-from ghosttalk.server.appkeys import BANS, CONFIG, EVENTS, METRICS, ROOMS, SHUTTING_DOWN
-from ghosttalk.server.rooms import CloseCode, JoinRefused, Peer, RoomManager
+from ghosttalk.server.lifecycle import CONFIG, SHUTTING_DOWN
+from ghosttalk.server.rooms import ROOMS, JoinRefused, Peer, RoomManager
 
 logger = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 64 * 1024
 CLOSE_HANDSHAKE_SECONDS = 1.0
-ROOM_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def validate_room(room: str | None) -> str:
-    if not room:
-        raise ValueError("room is missing")
-    if not ROOM_PATTERN.fullmatch(room):
-        raise ValueError("room must be 1-64 characters of A-Z a-z 0-9 _ -")
-    return room
-
-
-def validate_name(name: str | None) -> str:
-    """The nickname rule of :mod:`ghosttalk.nickname`, the one the page applies; ``ValueError`` says why not."""
-    return check_name(name or "")
 
 
 class ConnectionCounter:
@@ -150,7 +149,7 @@ class SignalingSession:
         try:
             peer = self.rooms.join(room_id, name, ip, self.disconnect)
         except JoinRefused as exc:
-            await self.ws.send_str(orjson.dumps({"type": "error", "message": str(exc)}).decode())
+            await self.ws.send_str(orjson.dumps(wire(ErrorMessage(str(exc)))).decode())
             await self.ws.close(code=CloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
             return
         writer = asyncio.create_task(self._write(peer))
@@ -206,7 +205,7 @@ class SignalingSession:
 
     def _reject(self, peer: Peer, kind: str, text: str) -> None:
         self._metrics.signaling_errors.labels(kind=kind).inc()
-        peer.send({"type": "error", "message": text})
+        peer.send(wire(ErrorMessage(text)))
 
     def _over_limit(self, peer: Peer, limit: str, text: str) -> None:
         """One event, one error, and the session ends; nobody else notices."""
@@ -218,59 +217,35 @@ class SignalingSession:
 
     async def _dispatch(self, peer: Peer, text: str) -> None:
         try:
-            message = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            self._reject(peer, "not_json", "message is not JSON")
+            message = parse_client_message(text)
+        except MessageRefused as exc:
+            self._reject(peer, exc.kind, str(exc))
             return
-        if not isinstance(message, dict):
-            self._reject(peer, "not_object", "message must be a JSON object")
-            return
-        kind = message.get("type")
-        if not isinstance(kind, str):
-            self._reject(peer, "no_type", "message needs a string 'type'")
-            return
-        handler = self._handlers.get(kind)
-        if handler is None:
+        if message is None:
             return  # unknown types are ignored, as the original did
         try:
-            await handler(self, peer, message)
+            await self._handle(peer, message)
         except SignalingError as exc:
-            self._reject(peer, kind, str(exc))
+            self._reject(peer, message.TYPE, str(exc))
         except Exception as exc:
             # A bug, not bad input: keep the session, say so, and leave a traceback for us to fix it.
-            logger.exception("peer %s: %s handler failed", peer.id, kind)
+            logger.exception("peer %s: %s handler failed", peer.id, message.TYPE)
             self._events.emit("ERROR", level="error", room=peer.room_id, peer=peer.id, ip=peer.ip,
-                              what=f"{kind} handler", error=repr(exc))
-            self._reject(peer, "internal", f"server error while handling {kind}")
+                              what=f"{message.TYPE} handler", error=repr(exc))
+            self._reject(peer, "internal", f"server error while handling {message.TYPE}")
 
-    async def _on_offer(self, peer: Peer, message: dict[str, Any]) -> None:
-        if not self._offers.take():
-            self._over_limit(peer, "offer_rate", "too many offers; each one renegotiates the call")
-            return
-        await peer.media.handle_offer(message.get("sdp"))
-
-    async def _on_answer(self, peer: Peer, message: dict[str, Any]) -> None:
-        await peer.media.handle_answer(message.get("sdp"))
-
-    async def _on_candidate(self, peer: Peer, message: dict[str, Any]) -> None:
-        peer.media.handle_candidate(message.get("candidate"))
-
-    async def _on_heartbeat(self, peer: Peer, message: dict[str, Any]) -> None:
-        # The WebSocket's own pings and read timeout judge liveness; a heartbeat only has to be well-formed.
-        ts = message.get("ts")
-        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
-            raise SignalingError("heartbeat 'ts' must be a number")
-
-    async def _on_mute(self, peer: Peer, message: dict[str, Any]) -> None:
-        muted = message.get("muted")
-        if not isinstance(muted, bool):
-            raise SignalingError("mute needs a boolean 'muted'")
-        self.rooms.set_muted(peer, muted)
-
-    _handlers: ClassVar[dict[str, Callable[[SignalingSession, Peer, dict[str, Any]], Awaitable[None]]]] = {
-        "offer": _on_offer,
-        "answer": _on_answer,
-        "candidate": _on_candidate,
-        "heartbeat": _on_heartbeat,
-        "mute": _on_mute,
-    }
+    async def _handle(self, peer: Peer, message: ClientMessage) -> None:
+        match message:
+            case Offer(sdp=sdp):
+                if not self._offers.take():
+                    self._over_limit(peer, "offer_rate", "too many offers; each one renegotiates the call")
+                    return
+                await peer.media.handle_offer(sdp)
+            case Answer(sdp=sdp):
+                await peer.media.handle_answer(sdp)
+            case Candidate(candidate=candidate):
+                peer.media.handle_candidate(candidate)
+            case Heartbeat():
+                pass  # the WebSocket's own pings and read timeout judge liveness: its form is all that counts
+            case Mute(muted=muted):
+                self.rooms.set_muted(peer, muted)

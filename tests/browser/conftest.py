@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from tests.browser.helpers import launch, write_tone
+from tests.support.browser.chromium import launch
+from tests.support.browser.probes import write_tone
 
 # One tone per person, far enough apart that an FFT peak names the speaker without doubt.
 TONES = {"Ann": 440.0, "Bob": 660.0, "Cat": 880.0}

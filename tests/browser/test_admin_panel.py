@@ -1,4 +1,4 @@
-"""Issue 5, proof 2: the admin panel in Chromium shows a live room, and its kick, ban and unban work."""
+"""The admin panel in Chromium shows a live room, and its kick, ban and unban work."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
 
-from tests.browser.helpers import Person, join, launch, wait_until
-from tests.serverproc import ServerProcess
+from tests.support.browser.chromium import Person, join, launch
+from tests.support.eventually import eventually_sync
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +68,7 @@ def test_panel_shows_the_live_room_and_bans_kicks_and_unbans(
     cat = join(browser, server.url, ROOM, "Cat")
     people = [ann, bob, cat]
     try:
-        wait_until(lambda: all(p.peer_count() == 3 for p in people), 15, message="everyone sees three")
+        eventually_sync(lambda: all(p.peer_count() == 3 for p in people), 15, what="everyone sees three")
 
         # The live room, its people and how each connected.
         page.wait_for_selector(f"#rooms article[data-room='{ROOM}'] h3:has-text('3 people')", timeout=10_000)
@@ -83,7 +84,7 @@ def test_panel_shows_the_live_room_and_bans_kicks_and_unbans(
         page.click(f"{row(page, 'Cat')} button[data-action='kick']")
         page.wait_for_selector("#message:has-text('Kicked')")
         page.wait_for_selector(row(page, "Cat"), state="detached", timeout=10_000)
-        wait_until(lambda: "Cat" not in ann.peer_ids(), 10, message="Ann no longer lists Cat")
+        eventually_sync(lambda: "Cat" not in ann.peer_ids(), 10, what="Ann no longer lists Cat")
         # A kicked page stays out: it must not rejoin by itself as it does after a network drop.
         page.wait_for_timeout(3_000)
         cat_joins = [e for e in server_events(server, "USER_JOIN") if e["details"] == {"name": "Cat"}]
@@ -93,15 +94,15 @@ def test_panel_shows_the_live_room_and_bans_kicks_and_unbans(
         page.click(f"{row(page, 'Bob')} button[data-action='ban']:text-is('Ban address')")
         page.wait_for_selector(f"#message:has-text('Banned {BOB_ADDRESS}; 1 connection(s) closed.')")
         page.wait_for_selector(row(page, "Bob"), state="detached", timeout=10_000)
-        wait_until(lambda: bans_shown(page) == [BOB_ADDRESS], 5, message="the ban is listed")
-        wait_until(lambda: list(ann.peer_ids()) == ["Ann"], 10, message="Ann alone in the room")
+        eventually_sync(lambda: bans_shown(page) == [BOB_ADDRESS], 5, what="the ban is listed")
+        eventually_sync(lambda: list(ann.peer_ids()) == ["Ann"], 10, what="Ann alone in the room")
         assert server_events(server, "ADMIN_BAN")[0]["ip"] == BOB_ADDRESS
         assert _join_refused(browser, server, "Bob2", BOB_ADDRESS), "a banned address cannot join again"
 
         # Ban a range through the form, then unban both from the list.
         page.fill("#ban-ip", "198.51.100.0/24")
         page.click("#ban-form button[type='submit']")
-        wait_until(lambda: sorted(bans_shown(page)) == sorted([BOB_ADDRESS, "198.51.100.0/24"]), 5, message="range")
+        eventually_sync(lambda: sorted(bans_shown(page)) == sorted([BOB_ADDRESS, "198.51.100.0/24"]), 5, what="range")
         assert page.input_value("#ban-ip") == ""
         for entry in (BOB_ADDRESS, "198.51.100.0/24"):
             page.click(f"#bans li[data-entry='{entry}'] button[data-action='unban']")
@@ -139,7 +140,7 @@ def test_panel_reports_bad_input_and_a_wrong_key(
 
 
 def test_ban_a_prefix_from_a_row(browser: Browser, server: ServerProcess, panel: tuple[Page, list[str]]) -> None:
-    """Issue 12, item 7: one IPv6 person holds a whole /64, so the panel bans it from the person's row."""
+    """One IPv6 person holds a whole /64, so the panel bans it from the person's row."""
     page, errors = panel
     eve = _join_as(browser, server, "Eve", "2001:db8:77:1::5")
     ann = join(browser, server.url, ROOM, "Ann")
@@ -149,7 +150,7 @@ def test_ban_a_prefix_from_a_row(browser: Browser, server: ServerProcess, panel:
         page.wait_for_selector(f"{row(page, 'Ann')} button:text-is('Ban /24')", timeout=10_000)
         page.click(f"{row(page, 'Eve')} button:text-is('Ban /64')")
         page.wait_for_selector("#message:has-text('Banned 2001:db8:77:1::/64; 1 connection(s) closed.')")
-        wait_until(lambda: bans_shown(page) == ["2001:db8:77:1::/64"], 5, message="the prefix ban is listed")
+        eventually_sync(lambda: bans_shown(page) == ["2001:db8:77:1::/64"], 5, what="the prefix ban is listed")
         page.wait_for_selector(row(page, "Eve"), state="detached", timeout=10_000)
         assert _join_refused(browser, server, "Eve2", "2001:db8:77:1:aaaa::9"), "another address of the /64"
         assert ann.peer_count() >= 1 and "Ann" in ann.peer_ids()
@@ -166,7 +167,7 @@ def test_ban_a_prefix_from_a_row(browser: Browser, server: ServerProcess, panel:
 def test_the_key_leaves_the_address_bar_and_travels_in_a_header(
     browser: Browser, server: ServerProcess, opened_as: str, left_as: str
 ) -> None:
-    """Issue 12, item 11: read once from the address, then only the X-Admin-Key header carries it."""
+    """The admin key is read once from the address, then only the X-Admin-Key header carries it."""
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -224,7 +225,6 @@ def _open_as(browser: Browser, server: ServerProcess, name: str, address: str) -
     """A room page whose every request, the WebSocket upgrade included, carries ``X-Forwarded-For``."""
     context = browser.new_context(extra_http_headers={"X-Forwarded-For": address})
     context.grant_permissions(["microphone"], origin=server.url)
-    context.add_init_script("window.__E2E__ = true;")
     page = context.new_page()
     person = Person(name=name, page=page, context=context)
     page.on("console", lambda message: person.errors.append(message.text) if message.type == "error" else None)

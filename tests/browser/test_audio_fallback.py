@@ -1,4 +1,4 @@
-"""Issue 12: a page whose AudioContext cannot run still sends the microphone (directly, not through the
+"""A page whose AudioContext cannot run still sends the microphone (directly, not through the
 graph), says so in diagnostics, keeps mute and a zero gain working, and goes back to the graph once the
 context runs. Chromium with its AudioContext held suspended by a test-side wrapper."""
 
@@ -13,8 +13,10 @@ from playwright.sync_api import Browser
 
 from ghosttalk.server.pages import STATIC_DIR
 from tests.browser.conftest import TONES
-from tests.browser.helpers import Person, join, spectrum, wait_until
-from tests.serverproc import ServerProcess
+from tests.support.browser.chromium import Person, join
+from tests.support.browser.probes import spectrum
+from tests.support.eventually import eventually_sync
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -63,10 +65,10 @@ def held_pair(shared_server: ServerProcess, browsers: dict[str, Browser]) -> Ite
     room = f"held-{secrets.token_hex(4)}"
     ann = join(browsers["Ann"], shared_server.url, room, "Ann", init_script=HOLD_AUDIO_JS)
     bob = join(browsers["Bob"], shared_server.url, room, "Bob")
-    wait_until(
+    eventually_sync(
         lambda: (ann.peer_count(), bob.peer_count()),
         15,
-        message="both in the room",
+        what="both in the room",
         until=lambda counts: counts == (2, 2),
     )
     yield ann, bob
@@ -77,10 +79,10 @@ def held_pair(shared_server: ServerProcess, browsers: dict[str, Browser]) -> Ite
 def test_suspended_context_sends_the_microphone_directly(held_pair: tuple[Person, Person]) -> None:
     ann, bob = held_pair
     ann_id = bob.peer_ids()["Ann"]
-    wait_until(
+    eventually_sync(
         lambda: level(bob, ann_id),
         10,
-        message="Bob hears Ann's tone although her graph is stopped",
+        what="Bob hears Ann's tone although her graph is stopped",
         until=lambda heard: loud_tone(heard, "Ann"),
     )
     assert ann.page.evaluate("window.__pc.getSenders()[0].track.readyState") == "live"
@@ -89,10 +91,10 @@ def test_suspended_context_sends_the_microphone_directly(held_pair: tuple[Person
     for lang in ("en", "zh"):
         ann.page.select_option("#lang-select", lang)
         expected = STRINGS[lang]["diag_path_direct"].replace("{state}", "suspended")
-        wait_until(
+        eventually_sync(
             lambda: ann.page.text_content("[data-diag=audioPath]"),
             5,
-            message=f"direct path in {lang}",
+            what=f"direct path in {lang}",
             until=lambda text, expected=expected: text == expected,
         )
     assert ann.errors == [] and bob.errors == []
@@ -101,42 +103,42 @@ def test_suspended_context_sends_the_microphone_directly(held_pair: tuple[Person
 def test_mute_and_zero_gain_silence_the_direct_path(held_pair: tuple[Person, Person]) -> None:
     ann, bob = held_pair
     ann_id = bob.peer_ids()["Ann"]
-    wait_until(lambda: level(bob, ann_id), 10, message="Ann audible", until=lambda h: loud_tone(h, "Ann"))
+    eventually_sync(lambda: level(bob, ann_id), 10, what="Ann audible", until=lambda h: loud_tone(h, "Ann"))
     assert send_path(ann) == "diag_path_direct"
 
     ann.page.click("#btn-mute")
-    wait_until(lambda: level(bob, ann_id)["db"], 5, message="Ann silent while muted", until=lambda db: db < SILENT_DB)
+    eventually_sync(lambda: level(bob, ann_id)["db"], 5, what="Ann silent while muted", until=lambda db: db < SILENT_DB)
     ann.page.click("#btn-mute")
-    wait_until(lambda: level(bob, ann_id), 5, message="Ann back after unmute", until=lambda h: loud_tone(h, "Ann"))
+    eventually_sync(lambda: level(bob, ann_id), 5, what="Ann back after unmute", until=lambda h: loud_tone(h, "Ann"))
 
     set_gain = (
         "(value) => { const el = document.getElementById('mic-gain'); el.value = value; "
         "el.dispatchEvent(new Event('input')); }"
     )
     ann.page.evaluate(set_gain, "0")
-    wait_until(lambda: level(bob, ann_id)["db"], 5, message="Ann silent at gain 0", until=lambda db: db < SILENT_DB)
+    eventually_sync(lambda: level(bob, ann_id)["db"], 5, what="Ann silent at gain 0", until=lambda db: db < SILENT_DB)
     ann.page.evaluate(set_gain, "100")
-    wait_until(lambda: level(bob, ann_id), 5, message="Ann back at gain 100", until=lambda h: loud_tone(h, "Ann"))
+    eventually_sync(lambda: level(bob, ann_id), 5, what="Ann back at gain 100", until=lambda h: loud_tone(h, "Ann"))
 
 
 def test_back_to_the_graph_once_the_context_runs(held_pair: tuple[Person, Person]) -> None:
     ann, bob = held_pair
     ann_id = bob.peer_ids()["Ann"]
-    wait_until(lambda: send_path(ann), 5, message="direct path", until=lambda path: path == "diag_path_direct")
+    eventually_sync(lambda: send_path(ann), 5, what="direct path", until=lambda path: path == "diag_path_direct")
     direct = ann.page.evaluate("window.__pc.getSenders()[0].track.id")
 
     ann.page.evaluate("window.__releaseAudio()")
-    wait_until(
+    eventually_sync(
         lambda: send_path(ann),
         5,
-        message="graph path after the context runs",
+        what="graph path after the context runs",
         until=lambda path: path == "diag_path_graph",
     )
     assert ann.page.evaluate("window.__pc.getSenders()[0].track.id") != direct
-    wait_until(
+    eventually_sync(
         lambda: level(bob, ann_id),
         10,
-        message="Bob hears Ann through her graph",
+        what="Bob hears Ann through her graph",
         until=lambda heard: loud_tone(heard, "Ann"),
     )
     assert ann.errors == [] and bob.errors == []

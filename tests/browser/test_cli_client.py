@@ -1,4 +1,4 @@
-"""Issue 4, proof 6: a browser and the headless `ghosttalk join --play` client in one room hear each other."""
+"""A browser and the headless `ghosttalk join --play` client in one room hear each other."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.conftest import TONES
-from tests.browser.helpers import ROOT, dominant_frequency, join, spectrum, wait_until
-from tests.serverproc import ServerProcess
+from tests.support.browser.chromium import join
+from tests.support.browser.probes import dominant_frequency, spectrum
+from tests.support.eventually import eventually_sync
+from tests.support.server import ROOT, ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -34,14 +36,14 @@ def test_browser_and_headless_client_hear_each_other(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: "Bot" in ann.peer_ids(), 10, message="Ann sees Bot")
+        eventually_sync(lambda: "Bot" in ann.peer_ids(), 10, what="Ann sees Bot")
         bot_id = ann.peer_ids()["Bot"]
 
         def ann_hears_bot() -> bool:
             heard = spectrum(ann, 600).get(bot_id)
             return bool(heard and abs(heard["freq"] - TONES["Bob"]) < 15 and heard["db"] > -50)
 
-        wait_until(ann_hears_bot, 6, message="Ann hears the bot's 660 Hz")
+        eventually_sync(ann_hears_bot, 6, what="Ann hears the bot's 660 Hz")
         output, _ = bot.communicate(timeout=30)
     finally:
         if bot.poll() is None:
@@ -51,5 +53,5 @@ def test_browser_and_headless_client_hear_each_other(
     freq, db = dominant_frequency(recording)
     assert abs(freq - TONES["Ann"]) < 5, (freq, db)
     assert db > -50, (freq, db)
-    wait_until(lambda: "Bot" not in ann.peer_ids(), 5, message="the bot's departure shows")
+    eventually_sync(lambda: "Bot" not in ann.peer_ids(), 5, what="the bot's departure shows")
     ann.context.close()

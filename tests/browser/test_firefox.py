@@ -1,4 +1,4 @@
-"""Issue 12: Firefox ESR in a room with Chromium. One Firefox process (Marionette, a private PulseAudio null
+"""Firefox ESR in a room with Chromium. One Firefox process (Marionette, a private PulseAudio null
 sink as its sound device) serves the module; each Firefox person is a window of it, with its own fake
 microphone tone. Chromium people come from the shared `browsers` fixture, each with a tone WAV."""
 
@@ -15,18 +15,11 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.conftest import TONES
-from tests.browser.firefox import Firefox, FirefoxPerson, join_firefox, running_firefox
-from tests.browser.helpers import (
-    ARTIFACTS,
-    OnPage,
-    Person,
-    inbound_totals,
-    join,
-    live_inbound,
-    spectrum,
-    wait_until,
-)
-from tests.serverproc import ServerProcess
+from tests.support.browser.chromium import ARTIFACTS, Person, join
+from tests.support.browser.firefox import Firefox, FirefoxPerson, join_firefox, running_firefox
+from tests.support.browser.probes import OnPage, inbound_totals, live_inbound, spectrum
+from tests.support.eventually import eventually_sync
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -75,10 +68,10 @@ def hears(listener: Someone, speaker: str) -> bool:
 
 
 def wait_hears(listener: Someone, speaker: str, timeout: float = 10) -> None:
-    wait_until(
+    eventually_sync(
         lambda: level_of(listener, speaker),
         timeout,
-        message=f"{listener.name} hears {speaker} (page's last error: {listener.last_error()})",
+        what=f"{listener.name} hears {speaker} (page's last error: {listener.last_error()})",
         until=lambda heard: loud_tone(heard, speaker),
     )
 
@@ -92,10 +85,10 @@ def connection_state(person: Someone) -> str:
 
 
 def wait_count(people: list[Someone], count: int) -> None:
-    wait_until(
+    eventually_sync(
         lambda: {p.name: (p.peer_count(), p.last_error()) for p in people},
         15,
-        message=f"everyone lists {count} (count, page's last error)",
+        what=f"everyone lists {count} (count, page's last error)",
         until=lambda seen: all(n == count for n, _ in seen.values()),
     )
 
@@ -154,16 +147,16 @@ def test_firefox_joins_a_room(firefox: Firefox, shared_server: ServerProcess) ->
         wait_count([fox], 1)
         assert list(fox.peer_ids()) == ["Fox"]
         assert fox.self_id() == fox.peer_ids()["Fox"]
-        wait_until(
+        eventually_sync(
             lambda: connection_state(fox),
             10,
-            message=f"Firefox connected ({fox.last_error()})",
+            what=f"Firefox connected ({fox.last_error()})",
             until=lambda state: state == "connected",
         )
         # With a sound device Firefox's AudioContext starts (some 0.6 s after the click): the page sends
         # through its audio graph.
-        wait_until(
-            lambda: send_path(fox), 5, message="Firefox on the graph path", until=lambda path: path == "diag_path_graph"
+        eventually_sync(
+            lambda: send_path(fox), 5, what="Firefox on the graph path", until=lambda path: path == "diag_path_graph"
         )
         assert fox.last_error() == NOTHING
     finally:
@@ -192,12 +185,12 @@ def test_a_third_person_joins_and_leaves(pair: Pair, firefox: Firefox, shared_se
         for listener, speaker in ((fox, "Fay"), (fay, "Fox"), (ann, "Fay"), (fay, "Ann")):
             wait_hears(listener, speaker)
         assert hears(ann, "Fox") and hears(fox, "Ann")
-        wait_until(lambda: live_inbound(fox), 5, message="two live streams at Fox", until=lambda n: n == 2)
+        eventually_sync(lambda: live_inbound(fox), 5, what="two live streams at Fox", until=lambda n: n == 2)
     finally:
         fay.leave()
     wait_count([fox, ann], 2)
     assert "Fay" not in fox.peer_ids() and "Fay" not in ann.peer_ids()
-    wait_until(lambda: live_inbound(fox), 5, message="one live stream at Fox", until=lambda n: n == 1)
+    eventually_sync(lambda: live_inbound(fox), 5, what="one live stream at Fox", until=lambda n: n == 1)
     assert hears(fox, "Ann") and hears(ann, "Fox")
 
 
@@ -213,12 +206,12 @@ def test_mute_is_seen_and_silences(pair: Pair, muter: str, viewer: str) -> None:
     wait_hears(other, muter)
 
     who.page.click("#btn-mute")
-    wait_until(lambda: muted_shown(other, peer_id), 5, message=f"{viewer} sees {muter} muted")
-    wait_until(
-        lambda: level(other, peer_id)["db"], 5, message=f"{muter} silent at {viewer}", until=lambda db: db < SILENT_DB
+    eventually_sync(lambda: muted_shown(other, peer_id), 5, what=f"{viewer} sees {muter} muted")
+    eventually_sync(
+        lambda: level(other, peer_id)["db"], 5, what=f"{muter} silent at {viewer}", until=lambda db: db < SILENT_DB
     )
     who.page.click("#btn-mute")
-    wait_until(lambda: not muted_shown(other, peer_id), 5, message=f"{viewer} sees {muter} unmuted")
+    eventually_sync(lambda: not muted_shown(other, peer_id), 5, what=f"{viewer} sees {muter} unmuted")
     wait_hears(other, muter, 5)
 
 
@@ -243,11 +236,11 @@ def test_firefox_returns_after_a_server_restart(
         assert "hidden" not in (fox.page.get_attribute("#room-view", "class") or "")
         server.start()
         back = time.monotonic()
-        wait_until(
+        eventually_sync(
             lambda: hears(fox, "Cat") and hears(cat, "Fox"),
             10,
             interval=0.1,
-            message="audio both ways within 10 s of the restart",
+            what="audio both ways within 10 s of the restart",
         )
         assert time.monotonic() - back <= 10
         assert fox.peer_ids().keys() == first_ids.keys() and fox.peer_ids() != first_ids

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from ghosttalk.nickname import NameRefused, table
-from ghosttalk.server.signaling import validate_name
-from tests.browser.helpers import open_page
-from tests.serverproc import ServerProcess
+from ghosttalk.contract import NameRefused, validate_name
+from ghosttalk.contract.nickname import table
+from tests.support.browser.chromium import open_page
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +37,7 @@ def test_new_room_ids_carry_128_random_bits(page: Page) -> None:
     assert len(set(ids)) == 200
     for room in ids:
         assert len(room) == 22  # 16 bytes in unpadded base64
-        assert run(page, "landing.js", "return m.ROOM_ID.test(arg);", room)
+        assert run(page, "contract.js", "return m.ROOM_ID.test(arg);", room)
     # Every base64url symbol turns up: the id is not drawn from a narrower alphabet.
     assert len(set("".join(ids))) == 64
 
@@ -126,7 +126,7 @@ def nickname_corpus() -> list[list[int]]:
 
 
 def test_page_and_server_agree_on_every_nickname(page: Page) -> None:
-    """Issue 12, item 12: the page's rule is the server's, on every code point and a corpus of names."""
+    """The page's nickname rule is the server's, on every code point and a corpus of names."""
     corpus = nickname_corpus()
     page_says = json.loads(run(page, "join.js", PAGE_VERDICTS, json.dumps(corpus)))
     server_says = [server_verdict(cps) for cps in corpus]

@@ -1,4 +1,4 @@
-"""Issue 4, proof 5 and the "Room full" stop: the page rejoins by itself after a server restart, and
+"""Rejoining and the "Room full" stop: the page rejoins by itself after a server restart, and
 stops (without retrying) when the server says the room is full."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.conftest import TONES
-from tests.browser.helpers import COUNT_SOCKETS_JS, Person, join, open_page, spectrum, wait_until
-from tests.serverproc import ServerProcess
+from tests.support.browser.chromium import Person, join, open_page
+from tests.support.browser.probes import COUNT_SOCKETS_JS, spectrum
+from tests.support.eventually import eventually_sync
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +31,7 @@ def hears(listener: Person, speaker: str) -> bool:
 def test_page_rejoins_after_a_server_restart(server: ServerProcess, browsers: dict[str, Browser]) -> None:
     ann = join(browsers["Ann"], server.url, "restart", "Ann")
     bob = join(browsers["Bob"], server.url, "restart", "Bob")
-    wait_until(lambda: hears(ann, "Bob") and hears(bob, "Ann"), 15, message="audio before the restart")
+    eventually_sync(lambda: hears(ann, "Bob") and hears(bob, "Ann"), 15, what="audio before the restart")
     first_ids = ann.peer_ids()
 
     server.stop()
@@ -39,8 +41,8 @@ def test_page_rejoins_after_a_server_restart(server: ServerProcess, browsers: di
         assert "hidden" not in (person.page.get_attribute("#room-view", "class") or "")
     server.start()
     back = time.monotonic()
-    wait_until(
-        lambda: hears(ann, "Bob") and hears(bob, "Ann"), 10, interval=0.1, message="audio within 10 s of restart"
+    eventually_sync(
+        lambda: hears(ann, "Bob") and hears(bob, "Ann"), 10, interval=0.1, what="audio within 10 s of restart"
     )
     assert time.monotonic() - back <= 10
     # A new server session: new peer ids, same names, and the banner is gone.
@@ -55,7 +57,7 @@ def test_room_full_is_said_and_not_retried(tmp_path: Path, browsers: dict[str, B
     small = ServerProcess(tmp_path / "data", extra_args=["--max-room-peers", "1"]).start()
     try:
         ann = join(browsers["Ann"], small.url, "tiny", "Ann")
-        wait_until(lambda: ann.peer_count() == 1, 10, message="Ann in the room")
+        eventually_sync(lambda: ann.peer_count() == 1, 10, what="Ann in the room")
         # Not join(): the room view may show for only a moment before "Room full" hides it again.
         bob = open_page(browsers["Bob"], f"{small.url}/r/tiny", "Bob", init_script=COUNT_SOCKETS_JS)
         bob.page.fill("#nickname", "Bob")

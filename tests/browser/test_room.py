@@ -1,5 +1,5 @@
-"""Issue 4, proofs 1-4 and 7: three Chromium browsers, each with its own tone as microphone, in one room
-of the real server."""
+"""Three Chromium browsers, each with its own tone as microphone, in one room of the real server: they hear
+each other, read the server's RTCP reports, mute and set volumes, render cleanly, and notice who leaves."""
 
 from __future__ import annotations
 
@@ -12,17 +12,10 @@ import pytest
 from playwright.sync_api import Browser, Playwright
 
 from tests.browser.conftest import TONES
-from tests.browser.helpers import (
-    ARTIFACTS,
-    Person,
-    join,
-    live_inbound,
-    open_page,
-    raw_chromium,
-    spectrum,
-    wait_until,
-)
-from tests.serverproc import ServerProcess
+from tests.support.browser.chromium import ARTIFACTS, Person, join, open_page, raw_chromium
+from tests.support.browser.probes import live_inbound, spectrum
+from tests.support.eventually import eventually_sync
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -43,10 +36,10 @@ def trio(
     shared_server: ServerProcess, browsers: dict[str, Browser], room: str
 ) -> Iterator[dict[str, Person]]:
     people = {name: join(browsers[name], shared_server.url, room, name) for name in TONES}
-    wait_until(
+    eventually_sync(
         lambda: {name: (p.peer_count(), p.last_error()) for name, p in people.items()},
         15,
-        message="everyone sees three (count, page's last error)",
+        what="everyone sees three (count, page's last error)",
         until=lambda seen: all(count == 3 for count, _ in seen.values()),
     )
     yield people
@@ -79,14 +72,14 @@ def test_three_people_hear_each_other(trio: dict[str, Person]) -> None:
         assert person.peer_ids() == everyone
         assert person.self_id() == everyone[name]
         # Two inbound audio streams whose packet counters move, one per other person.
-        wait_until(
+        eventually_sync(
             lambda p=person: (live_inbound(p), p.last_error()),
             15,
-            message=f"{name}: two live inbound streams (count, page's last error)",
+            what=f"{name}: two live inbound streams (count, page's last error)",
             until=lambda value: value[0] == 2,
         )
-        wait_until(
-            lambda p=person, n=name: _hears(p, others(trio, n)), 15, message=f"{name} hears the other two"
+        eventually_sync(
+            lambda p=person, n=name: _hears(p, others(trio, n)), 15, what=f"{name} hears the other two"
         )
         assert_hears(person, others(trio, name))
 
@@ -109,11 +102,11 @@ async () => {
 def test_chromium_reads_the_servers_rtcp_reports(trio: dict[str, Person]) -> None:
     """The server's compound reports (one per connection, every 2.5-7.5 s) parse in a real browser."""
     person = trio["Ann"]
-    wait_until(
+    eventually_sync(
         lambda: person.page.evaluate(RTCP_SEEN_JS),
         30,
         interval=0.5,
-        message="a round-trip time and sender reports for both inbound streams",
+        what="a round-trip time and sender reports for both inbound streams",
         until=lambda seen: seen["rtt"] is not None and seen["described"] == 2,
     )
     seen = person.page.evaluate(RTCP_SEEN_JS)
@@ -139,7 +132,7 @@ def test_mute_shows_the_icon_and_silences(trio: dict[str, Person]) -> None:
     assert trio["Ann"].page.get_attribute("#btn-mute", "aria-pressed") == "true"
     for name in ("Bob", "Cat"):
         trio[name].page.wait_for_selector(muted_icon, state="visible", timeout=5000)
-        wait_until(lambda n=name: level(trio[n], ann_id) < SILENT_DB, 8, message=f"{name}: Ann goes silent")
+        eventually_sync(lambda n=name: level(trio[n], ann_id) < SILENT_DB, 8, what=f"{name}: Ann goes silent")
     # Muting one person leaves the others audible.
     assert_hears(trio["Bob"], {"Cat": ids(trio)["Cat"]})
 
@@ -147,7 +140,7 @@ def test_mute_shows_the_icon_and_silences(trio: dict[str, Person]) -> None:
     assert trio["Ann"].page.get_attribute("#btn-mute", "aria-pressed") == "false"
     for name in ("Bob", "Cat"):
         trio[name].page.wait_for_selector(muted_icon, state="hidden", timeout=5000)
-        wait_until(lambda n=name: _hears(trio[n], {"Ann": ann_id}), 8, message=f"{name} hears Ann again")
+        eventually_sync(lambda n=name: _hears(trio[n], {"Ann": ann_id}), 8, what=f"{name} hears Ann again")
 
 
 def set_volume(listener: Person, peer_id: str, keys: list[str]) -> None:
@@ -164,7 +157,7 @@ def test_volume_zero_silences_one_person_for_one_listener(trio: dict[str, Person
     everyone = ids(trio)
     set_volume(trio["Bob"], everyone["Ann"], ["Home"])
     assert trio["Bob"].page.input_value(f"#volume-list [data-peer-id='{everyone['Ann']}'] input") == "0"
-    wait_until(lambda: level(trio["Bob"], everyone["Ann"]) < SILENT_DB, 5, message="Bob no longer hears Ann")
+    eventually_sync(lambda: level(trio["Bob"], everyone["Ann"]) < SILENT_DB, 5, what="Bob no longer hears Ann")
     assert_hears(trio["Bob"], {"Cat": everyone["Cat"]})  # nobody else for Bob
     assert_hears(trio["Cat"], {"Ann": everyone["Ann"], "Bob": everyone["Bob"]})  # nothing for Cat
     remembered = trio["Bob"].page.evaluate("JSON.parse(localStorage.getItem('ghosttalk.volumes'))")
@@ -172,7 +165,7 @@ def test_volume_zero_silences_one_person_for_one_listener(trio: dict[str, Person
 
     set_volume(trio["Bob"], everyone["Ann"], ["ArrowRight"] * 20)
     assert trio["Bob"].page.input_value(f"#volume-list [data-peer-id='{everyone['Ann']}'] input") == "100"
-    wait_until(lambda: _hears(trio["Bob"], {"Ann": everyone["Ann"]}), 5, message="Bob hears Ann again")
+    eventually_sync(lambda: _hears(trio["Bob"], {"Ann": everyone["Ann"]}), 5, what="Bob hears Ann again")
     trio["Bob"].page.click("#btn-mixer")
 
 
@@ -217,22 +210,22 @@ def test_leave_close_and_kill_are_noticed(
         dan = join(browsers["Bob"], shared_server.url, room, "Dan")
         eve = join(browsers["Cat"], shared_server.url, room, "Eve")
         fay = join(killable.browser, shared_server.url, room, "Fay")
-        wait_until(lambda: ann.peer_count() == 6, 15, message="Ann sees six")
+        eventually_sync(lambda: ann.peer_count() == 6, 15, what="Ann sees six")
 
         dan.page.click("#btn-leave")
         assert "hidden" in (dan.page.get_attribute("#room-view", "class") or "")
-        wait_until(lambda: ann.peer_count() == 5, 2.0, interval=0.05, message="leave noticed")
+        eventually_sync(lambda: ann.peer_count() == 5, 2.0, interval=0.05, what="leave noticed")
         assert "Dan" not in ann.peer_ids()
         dan.context.close()
 
         eve.page.close()
-        wait_until(lambda: ann.peer_count() == 4, 2.0, interval=0.05, message="closed tab noticed")
+        eventually_sync(lambda: ann.peer_count() == 4, 2.0, interval=0.05, what="closed tab noticed")
         assert "Eve" not in ann.peer_ids()
         eve.context.close()
 
         start = time.monotonic()
         killable.kill()
-        wait_until(lambda: ann.peer_count() == 3, 20, interval=0.2, message="killed browser noticed")
+        eventually_sync(lambda: ann.peer_count() == 3, 20, interval=0.2, what="killed browser noticed")
         assert time.monotonic() - start <= 20
         assert fay.name not in ann.peer_ids()
     # The three who stayed still hear each other, and only their streams are played.
@@ -241,12 +234,12 @@ def test_leave_close_and_kill_are_noticed(
 
     # A newcomer gets a transceiver that carried someone who left: the page follows the new stream id.
     gus = join(browsers["Cat"], shared_server.url, room, "Gus")
-    wait_until(lambda: "Gus" in ann.peer_ids(), 10, message="Ann sees Gus")
+    eventually_sync(lambda: "Gus" in ann.peer_ids(), 10, what="Ann sees Gus")
     gus_id = ann.peer_ids()["Gus"]
 
     def ann_hears_gus() -> bool:
         heard = spectrum(ann, 600).get(gus_id)  # Gus speaks through Cat's browser, so at Cat's tone
         return bool(heard and abs(heard["freq"] - TONES["Cat"]) < FREQ_TOLERANCE_HZ and heard["db"] > LOUD_DB)
 
-    wait_until(ann_hears_gus, 10, message="Ann hears Gus")
+    eventually_sync(ann_hears_gus, 10, what="Ann hears Gus")
     gus.context.close()

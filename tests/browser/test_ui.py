@@ -1,4 +1,4 @@
-"""Issue 4, what a person sees before and around the call: landing, links, bad rooms, languages, and the
+"""What a person sees before and around the call: landing, links, bad rooms, languages, and the
 plain explanations when no microphone can be had (refused, missing, insecure origin)."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import pytest
 from playwright.sync_api import Browser, Playwright
 
 from ghosttalk.server.pages import STATIC_DIR
-from tests.browser.helpers import CHROMIUM_FLAGS, Person, chromium_path, join, open_page, wait_until
-from tests.serverproc import ServerProcess
+from tests.support.browser.chromium import CHROMIUM_FLAGS, Person, chromium_path, join, open_page
+from tests.support.browser.probes import PEOPLE_COUNT_JS
+from tests.support.eventually import eventually_sync
+from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +113,7 @@ def test_language_follows_the_browser_and_can_be_switched(
     assert page.title() == "lang-room · GhostTalk"
 
     page.select_option("#lang-select", "en")
-    wait_until(lambda: page.evaluate("document.documentElement.lang") == "en", 5, message="English")
+    eventually_sync(lambda: page.evaluate("document.documentElement.lang") == "en", 5, what="English")
     assert page.inner_text("#btn-join") == "Join"
     page.reload()
     page.wait_for_selector("html[data-ready='true']")
@@ -129,7 +131,7 @@ def test_nickname_is_checked_and_remembered(shared_server: ServerProcess, browse
     page.fill("#nickname", " 小明 ")
     page.click("#btn-join")
     page.wait_for_selector("#room-view:not(.hidden)")
-    wait_until(lambda: page.evaluate("window.__getPeerCount()") == 1, 10, message="in the room")
+    eventually_sync(lambda: page.evaluate(PEOPLE_COUNT_JS) == 1, 10, what="in the room")
     assert page.inner_text(".person.is-self .person-name") == "小明"
     page.click("#btn-leave")
     page.reload()
@@ -188,7 +190,7 @@ def test_copy_invite_link(shared_server: ServerProcess, browsers: dict[str, Brow
     assert page.evaluate("navigator.clipboard.readText()") == f"{shared_server.url}/r/copy-room"
     page.click("#btn-signal")
     assert page.is_visible("#diag-panel")
-    wait_until(lambda: page.inner_text("[data-diag=ice]") == "connected", 10, message="ICE connected")
+    eventually_sync(lambda: page.inner_text("[data-diag=ice]") == "connected", 10, what="ICE connected")
     page.click("#btn-copy-diag")
     report = page.evaluate("navigator.clipboard.readText()")
     assert "ICE: connected" in report and "WebSocket: open" in report

@@ -21,7 +21,8 @@ import pytest
 from ghosttalk.client.audio import FRAME_SECONDS, encode_opus, tone
 from ghosttalk.client.participant import Client
 from tests.interop.pionclient import PionClient, PionUnavailable, build_pion_client
-from tests.serverproc import ServerProcess
+from tests.support.eventually import eventually
+from tests.support.server import ServerProcess
 
 # The frame every Pion client sends (opusSilence in main.go); forwarding must deliver it byte for byte.
 PION_FRAME = bytes.fromhex("f8fffe")
@@ -56,18 +57,19 @@ async def until(
 ) -> None:
     """Wait for ``predicate``; on timeout (or if a Pion process exits) fail with ``detail()`` and what each
     side saw."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        gone = [p.name for p in pions if p.exited]
-        if gone or time.monotonic() > deadline:
-            reason = f"Pion client {', '.join(gone)} exited" if gone else f"not within {timeout} s"
-            report = "\n".join(p.diagnostics() for p in pions)
-            # The server's warnings and errors; its INFO lines (one per join, leave, ICE...) would drown them.
-            console = [line for line in server.console().splitlines() if " INFO " not in line][-30:]
-            pytest.fail(
-                f"{what}: {reason} {detail()}\n{report}\n--- server console:\n" + "\n".join(console), pytrace=False
-            )
-        await asyncio.sleep(0.05)
+
+    def report() -> str:
+        sides = "\n".join(p.diagnostics() for p in pions)
+        # The server's warnings and errors; its INFO lines (one per join, leave, ICE...) would drown them.
+        console = [line for line in server.console().splitlines() if " INFO " not in line][-30:]
+        return f"{detail()}\n{sides}\n--- server console:\n" + "\n".join(console)
+
+    def gone() -> list[str]:
+        return [p.name for p in pions if p.exited]
+
+    await eventually(lambda: predicate() or bool(gone()), timeout, what=what, detail=report)
+    if not predicate():
+        pytest.fail(f"{what}: Pion client {', '.join(gone())} exited {report()}", pytrace=False)
 
 
 @asynccontextmanager

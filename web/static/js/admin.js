@@ -1,12 +1,48 @@
+// @ts-check
 // The operator panel: polls the /admin JSON API and offers ban, unban and kick.
 // Every value from the server is written with textContent: nicknames and rooms are chosen by strangers.
+
+import { byId } from "./dom.js";
+
+// The /admin API's answers, as far as the panel reads them.
+/**
+ * @typedef {object} AdminPeer
+ * @property {string} id
+ * @property {string} name
+ * @property {string} ip
+ * @property {boolean} muted
+ * @property {string | null} candidate_type
+ * @property {number} joined_at unix seconds
+ */
+/** @typedef {{ room: string, created_at: number, peers: AdminPeer[] }} AdminRoom */
+/**
+ * @typedef {object} Stats
+ * @property {number} rooms
+ * @property {number} users
+ * @property {number} bans
+ * @property {number} uptime seconds
+ * @property {string} version
+ * @property {string} commit
+ * @property {Record<string, number>} [candidate_types] how many people connected each way
+ * @property {boolean} [shutting_down]
+ */
+/**
+ * @typedef {object} LogEvent
+ * @property {string} ts ISO 8601
+ * @property {string} level
+ * @property {string} event
+ * @property {string | null} room
+ * @property {string | null} peer
+ * @property {string | null} ip
+ * @property {Record<string, unknown> | null} details
+ */
 
 const POLL_MS = 2000;
 const EVENTS_SHOWN = 200;
 // Kept for this tab only, so that a reload does not ask again; closing the tab forgets it.
 const KEY_STORE = "ghosttalk-admin-key";
 
-const $ = (id) => document.getElementById(id);
+const $ = byId;
 
 // The key may come in the address (/admin#key=K, or /admin?key=K as the original had it). It is read once and
 // taken out of the address bar at once, so that it stays in neither the history nor a bookmark; from then on
@@ -31,6 +67,7 @@ function storedKey() {
   }
 }
 
+/** @param {string | null} value */
 function storeKey(value) {
   try {
     if (value) window.sessionStorage.setItem(KEY_STORE, value);
@@ -44,6 +81,11 @@ function storeKey(value) {
 let key = takeKeyFromAddress() ?? storedKey();
 
 class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} message
+   * @param {string | null} [retryAfter] seconds, as the server's Retry-After header said
+   */
   constructor(status, message, retryAfter = null) {
     super(message);
     this.status = status;
@@ -51,10 +93,17 @@ class ApiError extends Error {
   }
 }
 
+/**
+ * @param {string} action
+ * @param {{ method?: string, params?: Record<string, string> }} [options]
+ * @returns {Promise<unknown>} the JSON answer; callers know its shape from the action
+ */
 async function api(action, { method = "GET", params = {} } = {}) {
   const query = new URLSearchParams({ action, ...params });
+  /** @type {Record<string, string>} */
   const headers = key ? { "X-Admin-Key": key } : {};
   const response = await fetch(`/admin?${query}`, { method, headers, cache: "no-store" });
+  /** @type {unknown} */
   let body = null;
   try {
     body = await response.json();
@@ -62,12 +111,20 @@ async function api(action, { method = "GET", params = {} } = {}) {
     // A proxy error page is not JSON; the status line below still says what happened.
   }
   if (!response.ok) {
-    const message = body && typeof body.error === "string" ? body.error : `HTTP ${response.status}`;
+    const error = typeof body === "object" && body !== null && "error" in body ? body.error : null;
+    const message = typeof error === "string" ? error : `HTTP ${response.status}`;
     throw new ApiError(response.status, message, response.headers.get("Retry-After"));
   }
   return body;
 }
 
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string | number | null} [text]
+ * @param {string} [className]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function el(tag, text, className) {
   const node = document.createElement(tag);
   if (text !== undefined && text !== null) node.textContent = String(text);
@@ -75,6 +132,11 @@ function el(tag, text, className) {
   return node;
 }
 
+/**
+ * @param {string} label
+ * @param {Record<string, string>} dataset
+ * @param {string} [className]
+ */
 function button(label, dataset, className) {
   const node = el("button", label, className);
   node.type = "button";
@@ -82,6 +144,7 @@ function button(label, dataset, className) {
   return node;
 }
 
+/** @param {number} seconds */
 function duration(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   const parts = [];
@@ -95,25 +158,33 @@ function duration(seconds) {
   return parts.join(" ");
 }
 
+/** @param {unknown} unixSeconds */
 function since(unixSeconds) {
   return typeof unixSeconds === "number" ? duration(Date.now() / 1000 - unixSeconds) : "";
 }
 
+/** @param {string} iso */
 function clockTime(iso) {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleTimeString();
 }
 
+/**
+ * @param {string} text
+ * @param {boolean} [isError]
+ */
 function setMessage(text, isError = false) {
   const node = $("message");
   node.textContent = text;
   node.classList.toggle("error", isError);
 }
 
+/** @param {Stats} stats */
 function renderStats(stats) {
   const types = Object.entries(stats.candidate_types || {})
     .map(([type, count]) => `${type} ${count}`)
     .join(", ");
+  /** @type {[string, string | number][]} */
   const rows = [
     ["Rooms", stats.rooms],
     ["People", stats.users],
@@ -132,6 +203,7 @@ function renderStats(stats) {
   }
 }
 
+/** @param {AdminPeer} peer */
 function peerRow(peer) {
   const row = el("tr");
   row.dataset.peer = peer.id;
@@ -156,6 +228,7 @@ function peerRow(peer) {
   return row;
 }
 
+/** @param {AdminRoom[]} rooms */
 function renderRooms(rooms) {
   $("rooms-empty").hidden = rooms.length > 0;
   const container = $("rooms");
@@ -170,13 +243,14 @@ function renderRooms(rooms) {
     const head = el("tr");
     for (const title of ["Name", "Id", "Address", "Mic", "Connection", "Joined", ""]) head.append(el("th", title));
     table.append(el("thead"), el("tbody"));
-    table.tHead.append(head);
+    table.tHead?.append(head);
     for (const peer of room.peers) table.tBodies[0].append(peerRow(peer));
     article.append(table);
     container.append(article);
   }
 }
 
+/** @param {string[]} bans addresses and networks */
 function renderBans(bans) {
   $("bans-empty").hidden = bans.length > 0;
   const list = $("bans");
@@ -189,6 +263,7 @@ function renderBans(bans) {
   }
 }
 
+/** @param {LogEvent[]} events oldest first */
 function renderEvents(events) {
   const body = $("events");
   body.replaceChildren();
@@ -209,7 +284,14 @@ function renderEvents(events) {
 }
 
 // Redrawing only what changed keeps a button in place between the operator's mouse-down and mouse-up.
+/** @type {Map<string, string>} */
 const lastDrawn = new Map();
+/**
+ * @template T
+ * @param {string} part
+ * @param {T} data
+ * @param {(data: T) => void} render
+ */
 function draw(part, data, render) {
   const text = JSON.stringify(data);
   if (lastDrawn.get(part) === text) return;
@@ -220,21 +302,25 @@ function draw(part, data, render) {
 let stopped = true;
 
 async function refresh() {
-  const [stats, rooms, bans, logs] = await Promise.all([
+  const answers = await Promise.all([
     api("stats"),
     api("rooms"),
     api("bans"),
     api("logs", { params: { n: String(EVENTS_SHOWN) } }),
   ]);
+  const [stats, rooms, bans, logs] = /** @type {[Stats, { rooms: AdminRoom[] }, { bans: string[] }, LogEvent[]]} */ (
+    answers
+  );
   // Uptime changes every poll; redraw the stats but not the tables unless their data moved.
   renderStats(stats);
   draw("rooms", rooms.rooms, renderRooms);
   draw("bans", bans.bans, renderBans);
-  draw("events", logs.events, renderEvents);
+  draw("events", logs, renderEvents);
   $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
   $("status").classList.remove("error");
 }
 
+/** @param {string} text */
 function showLogin(text) {
   stopped = true;
   $("panel").hidden = true;
@@ -245,6 +331,7 @@ function showLogin(text) {
   $("login-key").focus();
 }
 
+/** @param {unknown} error */
 function showFailure(error) {
   if (error instanceof ApiError && error.status === 401) {
     key = null;
@@ -257,7 +344,7 @@ function showFailure(error) {
   if (error instanceof ApiError && error.status === 429) {
     status.textContent = `Locked out after too many wrong keys; try again in ${error.retryAfter || "a few"} s`;
   } else {
-    status.textContent = `Cannot reach the server: ${error.message}`;
+    status.textContent = `Cannot reach the server: ${messageOf(error)}`;
   }
 }
 
@@ -274,14 +361,14 @@ async function poll() {
 }
 
 // One pending poll at most, however often start() runs (a key typed again, or pasted into the address).
-let pollTimer = null;
+let pollTimer = 0;
 function schedulePoll() {
-  clearTimeout(pollTimer);
-  pollTimer = setTimeout(poll, POLL_MS);
+  window.clearTimeout(pollTimer);
+  pollTimer = window.setTimeout(() => void poll(), POLL_MS);
 }
 
 // Opens the panel with the key in hand. One call checks the key first: a wrong one then costs one attempt of
-// the few the server allows an address, not one per call that a refresh makes.
+// the few the server allows an address, not one per call that a refresh makes. Never rejects.
 async function start() {
   try {
     await api("bans");
@@ -293,7 +380,7 @@ async function start() {
       if (key) showFailure(error);
       else showLogin(""); // no key here and no proxy adding one: ask for it
     } else {
-      showLogin(`Cannot reach the server: ${error.message}`);
+      showLogin(`Cannot reach the server: ${messageOf(error)}`);
     }
     return;
   }
@@ -304,50 +391,71 @@ async function start() {
   schedulePoll();
 }
 
+/** @param {SubmitEvent} event */
 function onLoginSubmit(event) {
   event.preventDefault();
-  const input = $("login-key");
+  const input = $("login-key", HTMLInputElement);
   if (!input.value) return;
   key = input.value;
   input.value = "";
-  start();
+  void start();
 }
 
+/**
+ * Runs an action and says how it went; never rejects.
+ * @param {string} action
+ * @param {Record<string, string>} params
+ * @param {(result: Record<string, unknown>) => string} done what to say when it worked
+ */
 async function act(action, params, done) {
   try {
-    const result = await api(action, { method: "POST", params });
+    const result = /** @type {Record<string, unknown>} */ (await api(action, { method: "POST", params }));
     setMessage(done(result));
     await refresh();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) showFailure(error);
-    setMessage(error.message, true);
+    setMessage(messageOf(error), true);
   }
 }
 
+/**
+ * @param {unknown} error
+ * @returns {string}
+ */
+function messageOf(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** @param {unknown} value what the server answered, shown as it is */
+const said = (value) => (typeof value === "string" || typeof value === "number" ? String(value) : "");
+
+/** @type {Record<string, (data: DOMStringMap) => Promise<void>>} */
 const actions = {
-  kick: (data) => act("kick", { peer: data.peer }, (r) => `Kicked ${r.kicked}.`),
+  kick: (data) => act("kick", { peer: data.peer ?? "" }, (r) => `Kicked ${said(r.kicked)}.`),
   ban: (data) =>
-    act("ban", { ip: data.ip }, (r) => `Banned ${r.banned}; ${r.disconnected} connection(s) closed.`),
-  unban: (data) => act("unban", { ip: data.ip }, (r) => `Unbanned ${r.unbanned}.`),
+    act("ban", { ip: data.ip ?? "" }, (r) => `Banned ${said(r.banned)}; ${said(r.disconnected)} connection(s) closed.`),
+  unban: (data) => act("unban", { ip: data.ip ?? "" }, (r) => `Unbanned ${said(r.unbanned)}.`),
 };
 
+/** @param {MouseEvent} event */
 function onClick(event) {
   const target = event.target instanceof Element ? event.target.closest("button[data-action]") : null;
-  if (!target) return;
-  const handler = actions[target.dataset.action];
+  if (!(target instanceof HTMLButtonElement)) return;
+  const handler = Object.hasOwn(actions, target.dataset.action ?? "") ? actions[target.dataset.action ?? ""] : null;
   if (!handler) return;
   target.disabled = true;
-  handler(target.dataset).finally(() => {
+  void handler(target.dataset).finally(() => {
     target.disabled = false;
   });
 }
 
+/** @param {SubmitEvent} event */
 function onBanSubmit(event) {
   event.preventDefault();
-  const input = $("ban-ip");
+  const input = $("ban-ip", HTMLInputElement);
   const ip = input.value.trim();
   if (!ip) return;
-  actions.ban({ ip }).then(() => {
+  void actions.ban({ ip }).then(() => {
     if (!$("message").classList.contains("error")) input.value = "";
   });
 }
@@ -360,9 +468,9 @@ window.addEventListener("hashchange", () => {
   const found = takeKeyFromAddress();
   if (found === null) return;
   key = found;
-  start();
+  void start();
 });
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden && !stopped) refresh().catch(showFailure);
 });
-start();
+void start();

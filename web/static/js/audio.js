@@ -1,3 +1,4 @@
+// @ts-check
 // The audio graph of one page.
 //
 //   microphone → micGain ─┬→ micAnalyser           (level meter, own voice activity)
@@ -14,12 +15,44 @@
 // loudspeaker while the microphone is open (Web Audio output can end up on the earpiece), and
 // setSinkId on elements picks the output device wherever the browser allows choosing one.
 
-export class AudioEngine extends EventTarget {
+import { Emitter } from './events.js';
+
+/**
+ * One person's audio as this page plays it.
+ * @typedef {object} Remote
+ * @property {MediaStreamTrack} track
+ * @property {MediaStreamAudioSourceNode} source
+ * @property {AnalyserNode} analyser
+ * @property {GainNode} gain
+ * @property {HTMLAudioElement} element what plays it
+ * @property {HTMLAudioElement} keepAlive muted, keeps the track flowing into Web Audio
+ */
+/**
+ * The microphone settings the page offers.
+ * @typedef {object} MicSettings
+ * @property {string} [deviceId] '' for the default device
+ * @property {boolean} [echoCancellation]
+ * @property {boolean} [noiseSuppression]
+ * @property {boolean} [autoGainControl]
+ */
+
+/**
+ * @extends {Emitter<{
+ *   sendtrack: { track: MediaStreamTrack | null },
+ *   micended: undefined,
+ *   blocked: undefined,
+ *   error: { what: string },
+ * }>}
+ */
+export class AudioEngine extends Emitter {
+  /** @param {HTMLElement} sinkContainer where the <audio> elements go */
   constructor(sinkContainer) {
     super();
     this.sinks = sinkContainer;
     this.ctx = new AudioContext({ latencyHint: 'interactive' });
+    /** @type {MediaStream | null} */
     this.micStream = null;
+    /** @type {MediaStreamAudioSourceNode | null} */
     this.micSource = null;
     this.micGain = this.ctx.createGain();
     this.micAnalyser = this.ctx.createAnalyser();
@@ -29,12 +62,15 @@ export class AudioEngine extends EventTarget {
     this.micGain.connect(this.sendDest);
     this.gainValue = 1;
     this.sending = true;
+    /** @type {MediaStreamTrack | null} */
     this.directTrack = null;
     this.sent = this.sendTrack;
     this.ctx.addEventListener('statechange', () => this.updateSendPath());
     this.cueDest = this.ctx.createMediaStreamDestination();
     this.sinkId = '';
+    /** @type {Map<string, Remote>} */
     this.remotes = new Map();
+    /** @type {Map<string, number>} */
     this.volumes = new Map();
     this.cueElement = this.addElement(this.cueDest.stream, { role: 'cues' });
   }
@@ -44,11 +80,13 @@ export class AudioEngine extends EventTarget {
   }
 
   // 'graph' while the context runs (or before there is a microphone), 'direct' while it does not.
+  /** @returns {'graph' | 'direct'} */
   get sendPath() {
     return this.ctx.state === 'running' || !this.directTrack ? 'graph' : 'direct';
   }
 
   // The track the peer connection should be sending now; 'sendtrack' fires whenever it changes.
+  /** @returns {MediaStreamTrack | null} */
   get sendTrack() {
     return this.sendPath === 'graph' ? this.sendDest.stream.getAudioTracks()[0] : this.directTrack;
   }
@@ -58,7 +96,7 @@ export class AudioEngine extends EventTarget {
     const track = this.sendTrack;
     if (track === this.sent) return;
     this.sent = track;
-    this.dispatchEvent(new CustomEvent('sendtrack', { detail: { track } }));
+    this.emit('sendtrack', { track });
   }
 
   get micDeviceId() {
@@ -69,7 +107,9 @@ export class AudioEngine extends EventTarget {
   // (Re)open the microphone with these settings and splice it into the graph. On the graph path the sent
   // track belongs to the graph, so switching devices or processing never touches the peer connection; on
   // the direct path the new microphone's copy replaces the old one ('sendtrack').
+  /** @param {MicSettings} [settings] */
   async openMic({ deviceId = '', echoCancellation = true, noiseSuppression = true, autoGainControl = true } = {}) {
+    /** @type {MediaTrackConstraints} */
     const audio = { echoCancellation, noiseSuppression, autoGainControl };
     if (deviceId) audio.deviceId = { exact: deviceId };
     const stream = await navigator.mediaDevices.getUserMedia({ audio });
@@ -81,7 +121,7 @@ export class AudioEngine extends EventTarget {
     this.micStream = stream;
     const [track] = stream.getAudioTracks();
     track.addEventListener('ended', () => {
-      if (this.micStream === stream) this.dispatchEvent(new CustomEvent('micended'));
+      if (this.micStream === stream) this.emit('micended');
     });
     // A copy, so that muting what is sent never silences the level meter fed by the original.
     if (this.directTrack) this.directTrack.stop();
@@ -90,12 +130,14 @@ export class AudioEngine extends EventTarget {
     this.updateSendPath();
   }
 
+  /** @param {number} value 0..2 */
   setMicGain(value) {
     this.gainValue = value;
     this.micGain.gain.setTargetAtTime(value, this.ctx.currentTime, 0.02);
     this.applySending();
   }
 
+  /** @param {boolean} on */
   setSending(on) {
     this.sending = on;
     this.applySending();
@@ -107,6 +149,10 @@ export class AudioEngine extends EventTarget {
     if (this.directTrack) this.directTrack.enabled = this.sending && this.gainValue > 0;
   }
 
+  /**
+   * @param {string} peerId
+   * @param {MediaStreamTrack} track
+   */
   attach(peerId, track) {
     const current = this.remotes.get(peerId);
     if (current && current.track === track) return;
@@ -123,7 +169,7 @@ export class AudioEngine extends EventTarget {
     const analyser = this.ctx.createAnalyser();
     analyser.fftSize = 1024;
     const gain = this.ctx.createGain();
-    gain.gain.value = this.volumes.has(peerId) ? this.volumes.get(peerId) : 1;
+    gain.gain.value = this.volumes.get(peerId) ?? 1;
     const dest = this.ctx.createMediaStreamDestination();
     source.connect(analyser);
     source.connect(gain);
@@ -132,6 +178,10 @@ export class AudioEngine extends EventTarget {
     this.remotes.set(peerId, { track, source, analyser, gain, element, keepAlive });
   }
 
+  /**
+   * @param {string} peerId
+   * @param {MediaStreamTrack | null} [track] only if this is still their track
+   */
   detach(peerId, track = null) {
     const remote = this.remotes.get(peerId);
     if (!remote || (track && remote.track !== track)) return;
@@ -149,23 +199,37 @@ export class AudioEngine extends EventTarget {
     for (const peerId of [...this.remotes.keys()]) this.detach(peerId);
   }
 
+  /**
+   * @param {string} peerId
+   * @returns {AnalyserNode | null}
+   */
   analyserFor(peerId) {
     const remote = this.remotes.get(peerId);
     return remote ? remote.analyser : null;
   }
 
+  /**
+   * @param {string} peerId
+   * @param {number} value 0..2
+   */
   setVolume(peerId, value) {
     this.volumes.set(peerId, value);
     const remote = this.remotes.get(peerId);
     if (remote) remote.gain.gain.setTargetAtTime(value, this.ctx.currentTime, 0.02);
   }
 
+  /** @param {string} deviceId */
   async setOutput(deviceId) {
     this.sinkId = deviceId;
     const elements = [this.cueElement, ...[...this.remotes.values()].map((remote) => remote.element)];
     await Promise.all(elements.map((element) => element.setSinkId(deviceId)));
   }
 
+  /**
+   * @param {MediaStream} stream
+   * @param {Record<string, string>} data for the element's dataset
+   * @returns {HTMLAudioElement}
+   */
   addElement(stream, data) {
     const element = document.createElement('audio');
     element.autoplay = true;
@@ -178,8 +242,9 @@ export class AudioEngine extends EventTarget {
   }
 
   // Autoplay may be refused until the person touches the page; resume() retries on each gesture.
+  /** @param {HTMLMediaElement} element */
   play(element) {
-    element.play().catch(() => this.dispatchEvent(new CustomEvent('blocked')));
+    element.play().catch(() => this.emit('blocked'));
   }
 
   async resume() {
@@ -188,8 +253,9 @@ export class AudioEngine extends EventTarget {
     for (const element of elements) if (element.paused && element.srcObject) this.play(element);
   }
 
+  /** @param {string} what */
   emitError(what) {
-    this.dispatchEvent(new CustomEvent('error', { detail: { what } }));
+    this.emit('error', { what });
   }
 
   close() {

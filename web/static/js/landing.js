@@ -1,8 +1,9 @@
+// @ts-check
 // The landing page: make a fresh room, or open one from a pasted link or name.
+import { ROOM_ID } from './contract.js';
+import { byId } from './dom.js';
 import { setText } from './i18n.js';
 import { show } from './ui.js';
-
-export const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 // 16 random bytes (128 bits) in URL-safe base64 without padding: 22 characters, unguessable.
 export function newRoomId() {
@@ -12,6 +13,10 @@ export function newRoomId() {
 }
 
 // A pasted link (any host) or a bare room name → where to go, or null when it names no room.
+/**
+ * @param {string} text
+ * @returns {string | null}
+ */
 export function roomTarget(text) {
   const value = text.trim();
   if (ROOM_ID.test(value)) return `/r/${value}`;
@@ -27,13 +32,13 @@ export function roomTarget(text) {
 }
 
 export function initLanding() {
-  document.getElementById('btn-create').addEventListener('click', () => {
+  byId('btn-create').addEventListener('click', () => {
     window.location.assign(`/r/${newRoomId()}`);
   });
-  document.getElementById('open-form').addEventListener('submit', (event) => {
+  byId('open-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    const error = document.getElementById('open-error');
-    const target = roomTarget(document.getElementById('room-link').value);
+    const error = byId('open-error');
+    const target = roomTarget(byId('room-link', HTMLInputElement).value);
     if (target) {
       window.location.assign(target);
       return;

@@ -1,17 +1,23 @@
+// @ts-check
 // Entry point: language first (every visible string is translated), then the view the server rendered.
+import { byId } from './dom.js';
 import { LANGUAGES, language, preferredLanguage, setLanguage } from './i18n.js';
 
+/** @typedef {{ view: string, room?: string }} PageData what the server rendered (base.html's #page-data) */
+
+/** @returns {PageData} */
 function pageData() {
-  const block = document.getElementById('page-data');
   try {
-    return JSON.parse(block.textContent);
+    /** @type {unknown} */
+    const data = JSON.parse(byId('page-data').textContent ?? '');
+    return /** @type {PageData} */ (data);
   } catch {
     return { view: 'landing' };
   }
 }
 
 async function initLanguage() {
-  const select = document.getElementById('lang-select');
+  const select = byId('lang-select', HTMLSelectElement);
   try {
     await setLanguage(preferredLanguage());
   } catch {
@@ -32,9 +38,10 @@ async function main() {
     initLanding();
   } else if (data.view === 'room') {
     const { RoomPage } = await import('./room.js');
-    new RoomPage(data);
+    new RoomPage({ room: data.room ?? '' });
   }
   document.documentElement.dataset.ready = 'true';
 }
 
-main();
+// Nothing above is expected to fail; if something does, the console says what (the page stays unready).
+main().catch((error) => console.error('GhostTalk could not start:', error));

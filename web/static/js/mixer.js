@@ -1,12 +1,29 @@
+// @ts-check
 // The mixer panel: mic gain and level, devices, voice processing toggles, and a volume per person.
 // Settings are remembered in localStorage; per-person volumes by nickname, since peer ids change
 // on every visit.
 import { AudioEngine } from './audio.js';
+import { byId, find } from './dom.js';
+import { Emitter } from './events.js';
 import { t } from './i18n.js';
 import { loadPref, savePref } from './prefs.js';
 import { show } from './ui.js';
 import { meterFraction } from './vad.js';
 
+/** @typedef {import('./session.js').Peer} Peer */
+/**
+ * What the panel remembers.
+ * @typedef {object} AudioSettings
+ * @property {number} micGain percent
+ * @property {boolean} echoCancellation
+ * @property {boolean} noiseSuppression
+ * @property {boolean} autoGainControl
+ * @property {string} inputId '' for the default microphone
+ * @property {string} outputId '' for the default output
+ */
+/** @typedef {'echoCancellation' | 'noiseSuppression' | 'autoGainControl'} Toggle */
+
+/** @type {AudioSettings} */
 const DEFAULTS = {
   micGain: 100,
   echoCancellation: true,
@@ -15,8 +32,13 @@ const DEFAULTS = {
   inputId: '',
   outputId: '',
 };
-const TOGGLES = { 'opt-ec': 'echoCancellation', 'opt-ns': 'noiseSuppression', 'opt-agc': 'autoGainControl' };
+/** @type {[string, Toggle][]} checkbox id, setting */
+const TOGGLES = [['opt-ec', 'echoCancellation'], ['opt-ns', 'noiseSuppression'], ['opt-agc', 'autoGainControl']];
 
+/**
+ * @param {AudioSettings} [s]
+ * @returns {import('./audio.js').MicSettings}
+ */
 export function micOptions(s = { ...DEFAULTS, ...loadPref('audio', {}) }) {
   return {
     deviceId: s.inputId,
@@ -26,18 +48,23 @@ export function micOptions(s = { ...DEFAULTS, ...loadPref('audio', {}) }) {
   };
 }
 
-export class Mixer extends EventTarget {
-  constructor(doc, engine) {
+/**
+ * @extends {Emitter<{ error: { key: string, error: unknown } }>}
+ */
+export class Mixer extends Emitter {
+  /** @param {AudioEngine} engine */
+  constructor(engine) {
     super();
-    this.doc = doc;
     this.engine = engine;
+    /** @type {AudioSettings} */
     this.settings = { ...DEFAULTS, ...loadPref('audio', {}) };
+    /** @type {Record<string, number>} nickname -> volume percent */
     this.volumes = loadPref('volumes', {});
+    /** @type {Map<string, HTMLElement>} */
     this.rows = new Map();
-    this.el = (id) => doc.getElementById(id);
     this.meterShown = -1;
 
-    const gain = this.el('mic-gain');
+    const gain = byId('mic-gain', HTMLInputElement);
     gain.value = String(this.settings.micGain);
     this.showGain();
     engine.setMicGain(this.settings.micGain / 100);
@@ -47,25 +74,27 @@ export class Mixer extends EventTarget {
       this.showGain();
       this.save();
     });
-    for (const [id, key] of Object.entries(TOGGLES)) {
-      const box = this.el(id);
+    for (const [id, key] of TOGGLES) {
+      const box = byId(id, HTMLInputElement);
       box.checked = Boolean(this.settings[key]);
       box.addEventListener('change', () => {
         this.settings[key] = box.checked;
         this.save();
-        this.reopenMic();
+        void this.reopenMic();
       });
     }
-    this.el('input-device').addEventListener('change', (event) => {
-      this.settings.inputId = event.target.value;
+    const input = byId('input-device', HTMLSelectElement);
+    input.addEventListener('change', () => {
+      this.settings.inputId = input.value;
       this.save();
-      this.reopenMic();
+      void this.reopenMic();
     });
-    this.el('output-device').addEventListener('change', (event) => this.chooseOutput(event.target.value));
-    this.onDeviceChange = () => this.refreshDevices();
+    const output = byId('output-device', HTMLSelectElement);
+    output.addEventListener('change', () => void this.chooseOutput(output.value));
+    this.onDeviceChange = () => void this.refreshDevices();
     navigator.mediaDevices.addEventListener('devicechange', this.onDeviceChange);
-    this.refreshDevices();
-    if (this.settings.outputId) this.chooseOutput(this.settings.outputId);
+    void this.refreshDevices();
+    if (this.settings.outputId) void this.chooseOutput(this.settings.outputId);
   }
 
   save() {
@@ -73,18 +102,21 @@ export class Mixer extends EventTarget {
   }
 
   showGain() {
-    this.el('mic-gain-out').textContent = `${this.settings.micGain}%`;
+    byId('mic-gain-out').textContent = `${this.settings.micGain}%`;
   }
 
+  // Never rejects: a failure becomes an 'error' event.
   async reopenMic() {
     try {
       await this.engine.openMic(micOptions(this.settings));
-      this.refreshDevices();
+      await this.refreshDevices();
     } catch (error) {
       this.fail('err_mic_switch', error);
     }
   }
 
+  // Never rejects: a failure becomes an 'error' event.
+  /** @param {string} deviceId */
   async chooseOutput(deviceId) {
     try {
       await this.engine.setOutput(deviceId);
@@ -95,20 +127,37 @@ export class Mixer extends EventTarget {
     }
   }
 
+  /**
+   * @param {string} key the message to show
+   * @param {unknown} error
+   */
   fail(key, error) {
-    this.dispatchEvent(new CustomEvent('error', { detail: { key, error } }));
+    this.emit('error', { key, error });
   }
 
+  // Never rejects: a device list the browser will not give leaves the lists as they are.
   async refreshDevices() {
-    const devices = await navigator.mediaDevices.enumerateDevices();
+    let devices;
+    try {
+      devices = await navigator.mediaDevices.enumerateDevices();
+    } catch {
+      return;
+    }
     const inputs = devices.filter((d) => d.kind === 'audioinput');
-    this.fillSelect(this.el('input-device'), inputs, this.engine.micDeviceId);
+    this.fillSelect(byId('input-device', HTMLSelectElement), inputs, this.engine.micDeviceId);
     const outputs = devices.filter((d) => d.kind === 'audiooutput');
     const canChoose = AudioEngine.canChooseOutput && outputs.length > 0;
-    show(this.el('output-device-field'), canChoose);
-    if (canChoose) this.fillSelect(this.el('output-device'), outputs, this.settings.outputId || 'default');
+    show(byId('output-device-field'), canChoose);
+    if (canChoose) {
+      this.fillSelect(byId('output-device', HTMLSelectElement), outputs, this.settings.outputId || 'default');
+    }
   }
 
+  /**
+   * @param {HTMLSelectElement} select
+   * @param {MediaDeviceInfo[]} devices
+   * @param {string} selected device id
+   */
   fillSelect(select, devices, selected) {
     select.replaceChildren(...devices.map((device, index) => {
       const option = document.createElement('option');
@@ -121,6 +170,10 @@ export class Mixer extends EventTarget {
   }
 
   // Keeps one volume row per other person and applies their remembered volume.
+  /**
+   * @param {Map<string, Peer>} peers
+   * @param {string | null} selfId
+   */
   syncPeople(peers, selfId) {
     for (const [id, row] of this.rows) {
       if (!peers.has(id)) {
@@ -135,17 +188,23 @@ export class Mixer extends EventTarget {
         row = this.createRow(peer);
         this.rows.set(peer.id, row);
       }
-      row.querySelector('.volume-name').textContent = peer.name;
+      find(row, '.volume-name').textContent = peer.name;
     }
-    show(this.el('volume-empty'), this.rows.size === 0);
+    show(byId('volume-empty'), this.rows.size === 0);
   }
 
+  /**
+   * @param {Peer} peer
+   * @returns {HTMLElement}
+   */
   createRow(peer) {
-    const row = this.el('tpl-volume').content.firstElementChild.cloneNode(true);
+    const template = byId('tpl-volume', HTMLTemplateElement);
+    const row = /** @type {HTMLElement} */ (find(template.content, '*').cloneNode(true));
     row.dataset.peerId = peer.id;
-    const input = row.querySelector('input');
-    const output = row.querySelector('output');
+    const input = find(row, 'input', HTMLInputElement);
+    const output = find(row, 'output', HTMLOutputElement);
     const percent = Object.hasOwn(this.volumes, peer.name) ? this.volumes[peer.name] : 100;
+    /** @param {number} value percent */
     const apply = (value) => {
       input.value = String(value);
       output.textContent = `${value}%`;
@@ -159,17 +218,18 @@ export class Mixer extends EventTarget {
       this.volumes[peer.name] = value;
       savePref('volumes', this.volumes);
     });
-    this.el('volume-list').append(row);
+    byId('volume-list').append(row);
     return row;
   }
 
+  /** @param {number} db */
   updateMeter(db) {
     const fraction = meterFraction(db);
-    this.el('mic-meter-fill').style.transform = `scaleX(${fraction.toFixed(3)})`;
+    byId('mic-meter-fill').style.transform = `scaleX(${fraction.toFixed(3)})`;
     const percent = Math.round(fraction * 100);
     if (Math.abs(percent - this.meterShown) >= 5) {
       this.meterShown = percent;
-      this.el('mic-meter').setAttribute('aria-valuenow', String(percent));
+      byId('mic-meter').setAttribute('aria-valuenow', String(percent));
     }
   }
 

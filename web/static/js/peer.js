@@ -1,19 +1,47 @@
+// @ts-check
 // The one RTCPeerConnection to the server. The page sends one audio track and receives one track per
 // other person; the MediaStream id of each incoming track is the peer id of whoever speaks on it.
 // Negotiation follows the "perfect negotiation" pattern with the page as the polite side: an offer from
 // the server that collides with our own rolls ours back (the server never rolls back).
 
-export class PeerLink extends EventTarget {
+import { MSG } from './contract.js';
+import { Emitter } from './events.js';
+
+/** @typedef {import('./signaling.js').Message} Message */
+/** @typedef {{ peerId: string, track: MediaStreamTrack }} PeerTrack a person's incoming track */
+/** @typedef {{ url: string, code: number, text: string }} TurnRefusal */
+/** @typedef {'failed' | 'problem'} Failure */
+
+/**
+ * @extends {Emitter<{
+ *   state: undefined,
+ *   failed: { error: unknown },
+ *   problem: { error: unknown },
+ *   turnrefused: TurnRefusal,
+ *   track: PeerTrack,
+ *   trackended: PeerTrack,
+ * }>}
+ */
+export class PeerLink extends Emitter {
+  /**
+   * @param {object} options
+   * @param {RTCIceServer[]} options.iceServers
+   * @param {MediaStreamTrack | null} options.track what to send first
+   * @param {(message: Message) => void} options.send to the server
+   */
   constructor({ iceServers, track, send }) {
     super();
     this.send = send;
     this.closed = false;
     // Descriptions and candidates are applied one at a time, in arrival order.
+    /** @type {Promise<void>} */
     this.queue = Promise.resolve();
+    /** @type {WeakSet<MediaStream>} */
     this.watchedStreams = new WeakSet();
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
-    this.sender = this.pc.addTransceiver(track, { direction: 'sendrecv' }).sender;
-    this.pc.addEventListener('negotiationneeded', () => this.enqueue(() => this.offer()));
+    // The engine always has a track to send; the kind only keeps the checker's null case well defined.
+    this.sender = this.pc.addTransceiver(track ?? 'audio', { direction: 'sendrecv' }).sender;
+    this.pc.addEventListener('negotiationneeded', () => void this.enqueue(() => this.offer()));
     this.pc.addEventListener('icecandidate', (event) => this.onLocalCandidate(event.candidate));
     this.pc.addEventListener('track', (event) => this.onTrack(event));
     this.pc.addEventListener('datachannel', (event) => this.onDataChannel(event.channel));
@@ -32,7 +60,12 @@ export class PeerLink extends EventTarget {
   }
 
   // A description that cannot be applied leaves the two sides disagreeing about the session ('failed');
-  // a candidate that cannot be added only costs one path ('problem').
+  // a candidate that cannot be added only costs one path ('problem'). The returned promise never rejects.
+  /**
+   * @param {() => Promise<void>} step
+   * @param {Failure} [failure]
+   * @returns {Promise<void>}
+   */
   enqueue(step, failure = 'failed') {
     this.queue = this.queue.then(step).catch((error) => {
       if (!this.closed) this.emit(failure, { error });
@@ -44,9 +77,14 @@ export class PeerLink extends EventTarget {
     // negotiationneeded fires again once stable if the change is still not negotiated.
     if (this.closed || this.pc.signalingState !== 'stable') return;
     await this.pc.setLocalDescription();
-    this.send({ type: 'offer', sdp: this.pc.localDescription.sdp });
+    this.send({ type: MSG.OFFER, sdp: this.pc.localDescription?.sdp });
   }
 
+  /**
+   * @param {'offer' | 'answer'} type
+   * @param {string} sdp
+   * @returns {Promise<void>}
+   */
   handleDescription(type, sdp) {
     return this.enqueue(async () => {
       if (this.closed) return;
@@ -60,11 +98,12 @@ export class PeerLink extends EventTarget {
       if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
       await pc.setRemoteDescription({ type, sdp });
       await pc.setLocalDescription();
-      this.send({ type: 'answer', sdp: pc.localDescription.sdp });
+      this.send({ type: MSG.ANSWER, sdp: pc.localDescription?.sdp });
     });
   }
 
   // Swaps what the page sends (the audio graph's output or the bare microphone) without renegotiating.
+  /** @param {MediaStreamTrack | null} track */
   setTrack(track) {
     if (this.closed || this.sender.track === track) return;
     this.sender.replaceTrack(track).catch((error) => {
@@ -72,6 +111,10 @@ export class PeerLink extends EventTarget {
     });
   }
 
+  /**
+   * @param {RTCIceCandidateInit | null} candidate as the server sent it
+   * @returns {Promise<void>}
+   */
   handleCandidate(candidate) {
     return this.enqueue(async () => {
       if (this.closed || !this.pc.remoteDescription) return;
@@ -80,20 +123,23 @@ export class PeerLink extends EventTarget {
     }, 'problem');
   }
 
+  /** @param {RTCIceCandidate | null} candidate */
   onLocalCandidate(candidate) {
     if (!candidate || !candidate.candidate) return;
     const { sdpMid, sdpMLineIndex } = candidate;
-    this.send({ type: 'candidate', candidate: { candidate: candidate.candidate, sdpMid, sdpMLineIndex } });
+    this.send({ type: MSG.CANDIDATE, candidate: { candidate: candidate.candidate, sdpMid, sdpMLineIndex } });
   }
 
   // A TURN server that answers 401 refused the credentials the server handed out: a configuration
   // problem the person cannot fix, but can report in words that point the operator at it.
+  /** @param {RTCPeerConnectionIceErrorEvent} event */
   onCandidateError(event) {
     if (event.errorCode === 401 && /^turns?:/.test(event.url || '')) {
       this.emit('turnrefused', { url: event.url, code: event.errorCode, text: event.errorText });
     }
   }
 
+  /** @param {RTCTrackEvent} event */
   onTrack(event) {
     const stream = event.streams[0];
     if (!stream || event.track.kind !== 'audio') return;
@@ -107,6 +153,7 @@ export class PeerLink extends EventTarget {
     });
   }
 
+  /** @param {RTCDataChannel} channel */
   onDataChannel(channel) {
     if (channel.label !== 'heartbeat') return;
     channel.addEventListener('message', (event) => {
@@ -117,9 +164,5 @@ export class PeerLink extends EventTarget {
   close() {
     this.closed = true;
     this.pc.close();
-  }
-
-  emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 }

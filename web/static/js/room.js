@@ -1,8 +1,10 @@
+// @ts-check
 // The room page: join form, then the room (people, controls, panels), wired to one RoomSession.
 import { AudioEngine } from './audio.js';
 import { Diagnostics } from './diagnostics.js';
+import { byId, find } from './dom.js';
 import { setText, t } from './i18n.js';
-import { checkNickname, micErrorKey, micUnavailable, openMicWithFallback } from './join.js';
+import { checkNickname, errorName, micErrorKey, micUnavailable, openMicWithFallback } from './join.js';
 import { Mixer, micOptions } from './mixer.js';
 import { WakeLock, resumeOnGesture } from './mobile.js';
 import { loadPref, savePref } from './prefs.js';
@@ -12,39 +14,59 @@ import { quality, StatsSampler } from './stats.js';
 import { PeopleView, StatusBanner, show } from './ui.js';
 import { VoiceActivity } from './vad.js';
 
+/** @typedef {import('./session.js').Peer} Peer */
+/** @typedef {import('./peer.js').PeerLink} PeerLink */
+/** @typedef {import('./stats.js').Sample} Sample */
+/** @typedef {import('./i18n.js').Vars} Vars */
+
 const VAD_INTERVAL_MS = 80;
+/** @type {[string, string][]} panel id, id of the button that opens it */
 const PANELS = [['mixer-panel', 'btn-mixer'], ['diag-panel', 'btn-signal']];
-const $ = (id) => document.getElementById(id);
+const $ = byId;
+const nickname = () => byId('nickname', HTMLInputElement);
+const joinButton = () => byId('btn-join', HTMLButtonElement);
 
 export class RoomPage {
+  /** @param {{ room: string }} data what the server put in the page */
   constructor(data) {
     this.room = data.room;
     this.banner = new StatusBanner($('status'));
-    this.people = new PeopleView(document);
+    this.people = new PeopleView();
     this.diagnostics = new Diagnostics($('diag-panel'));
     this.wakeLock = new WakeLock();
+    // Set while in the room (from enter() to leave()), null before and after.
+    /** @type {RoomSession | null} */
     this.session = null;
+    /** @type {AudioEngine | null} */
     this.engine = null;
+    /** @type {Mixer | null} */
     this.mixer = null;
+    /** @type {StatsSampler | null} */
     this.sampler = null;
+    /** @type {(() => void) | null} */
+    this.stopGestures = null;
+    /** @type {Map<string, VoiceActivity>} 'self' or a peer id */
     this.vads = new Map();
+    this.vadTimer = 0;
+    this.copiedTimer = 0;
+    this.hiddenInRoom = false;
     this.joining = false;
     document.title = t('title_room', { room: this.room });
-    document.querySelector('title').dataset.i18nVars = JSON.stringify({ room: this.room });
+    find(document, 'title', HTMLTitleElement).dataset.i18nVars = JSON.stringify({ room: this.room });
     // Only fill an empty field: someone may have typed before the scripts finished loading.
-    if (!$('nickname').value) $('nickname').value = loadPref('nickname', '');
+    if (!nickname().value) nickname().value = loadPref('nickname', '');
     $('join-form').addEventListener('submit', (event) => {
       event.preventDefault();
-      this.join();
+      void this.join();
     });
     $('btn-mute').addEventListener('click', () => this.toggleMute());
     $('btn-leave').addEventListener('click', () => this.leave());
-    $('btn-copy').addEventListener('click', () => this.copyInvite());
+    $('btn-copy').addEventListener('click', () => void this.copyInvite());
     $('btn-mixer').addEventListener('click', () => this.togglePanel('mixer-panel', 'btn-mixer'));
     $('btn-signal').addEventListener('click', () => this.togglePanel('diag-panel', 'btn-signal'));
-    $('btn-copy-diag').addEventListener('click', () => this.copyDiagnostics());
+    $('btn-copy-diag').addEventListener('click', () => void this.copyDiagnostics());
     for (const [panel, button] of PANELS) {
-      const close = $(panel).querySelector('[data-close-panel]');
+      const close = find($(panel), '[data-close-panel]');
       close.addEventListener('click', () => this.togglePanel(panel, button, false));
     }
     document.addEventListener('keydown', (event) => this.onKey(event));
@@ -57,22 +79,26 @@ export class RoomPage {
     window.addEventListener('pageshow', (event) => {
       if (event.persisted && this.hiddenInRoom) window.location.reload();
     });
-    $('btn-join').disabled = false;
-    if (window.__E2E__) window.__getPeerCount = () => (this.session ? this.session.peers.size : 0);
+    joinButton().disabled = false;
   }
 
+  /**
+   * @param {string | null} key the message, null to hide it
+   * @param {Vars} [vars]
+   */
   formError(key, vars) {
     const el = $('join-error');
     if (key) setText(el, key, vars);
     show(el, Boolean(key));
   }
 
+  // Never rejects: every failure is shown in the form.
   async join() {
     if (this.joining || this.session) return;
-    const checked = checkNickname($('nickname').value);
-    if (checked.error) {
+    const checked = checkNickname(nickname().value);
+    if (checked.error !== undefined) {
       this.formError(checked.error);
-      $('nickname').focus();
+      nickname().focus();
       return;
     }
     const unavailable = micUnavailable();
@@ -82,34 +108,39 @@ export class RoomPage {
     }
     this.formError(null);
     this.joining = true;
-    $('btn-join').disabled = true;
+    joinButton().disabled = true;
     // Created inside the click so that the browser lets it start without another gesture.
     const engine = new AudioEngine($('audio-sinks'));
     try {
       await openMicWithFallback(engine, micOptions());
     } catch (error) {
-      engine.close();
+      void engine.close().catch(() => {});
       this.joining = false;
-      $('btn-join').disabled = false;
-      this.formError(micErrorKey(error), { name: error && error.name ? error.name : String(error) });
+      joinButton().disabled = false;
+      this.formError(micErrorKey(error), { name: errorName(error) || String(error) });
       return;
     }
     savePref('nickname', checked.name);
     this.enter(engine, checked.name);
   }
 
+  /**
+   * @param {AudioEngine} engine with the microphone open
+   * @param {string} name the checked nickname
+   */
   enter(engine, name) {
     this.engine = engine;
     this.joining = false;
-    engine.addEventListener('blocked', () => this.banner.show('audio_blocked', null, 'warn'));
-    engine.addEventListener('micended', () => this.onMicLost());
-    engine.addEventListener('error', () => this.banner.show('err_output_device', null, 'warn'));
+    engine.on('blocked', () => this.banner.show('audio_blocked', null, 'warn'));
+    engine.on('micended', () => this.onMicLost());
+    engine.on('error', () => this.banner.show('err_output_device', null, 'warn'));
     engine.ctx.addEventListener('statechange', () => this.showSendPath());
     this.showSendPath();
-    this.mixer = new Mixer(document, engine);
-    this.mixer.addEventListener('error', (event) => {
-      this.banner.show(event.detail.key, null, 'warn');
-      this.diagnostics.update({ lastError: String(event.detail.error) });
+    const mixer = new Mixer(engine);
+    this.mixer = mixer;
+    mixer.on('error', ({ key, error }) => {
+      this.banner.show(key, null, 'warn');
+      this.diagnostics.update({ lastError: String(error) });
     });
     this.stopGestures = resumeOnGesture(() => this.resumeAudio());
     this.vads.set('self', new VoiceActivity(engine.micAnalyser));
@@ -117,31 +148,30 @@ export class RoomPage {
 
     const session = new RoomSession({ room: this.room, name, engine });
     this.session = session;
-    session.addEventListener('peers', (event) => this.onPeers(event.detail));
-    session.addEventListener('joined', () => this.banner.hideIf('connecting', 'reconnecting'));
-    session.addEventListener('reconnecting', (event) => {
-      this.banner.show('reconnecting', { seconds: (event.detail.delay / 1000).toFixed(1) }, 'warn');
-      const { reason, detail } = event.detail;
+    session.on('peers', (change) => this.onPeers(change));
+    session.on('joined', () => this.banner.hideIf('connecting', 'reconnecting'));
+    session.on('reconnecting', ({ reason, detail, delay }) => {
+      this.banner.show('reconnecting', { seconds: (delay / 1000).toFixed(1) }, 'warn');
       const why = t(`reason_${reason}`);
       this.diagnostics.update({ lastError: detail ? `${why}: ${detail}` : why });
     });
-    session.addEventListener('fatal', (event) => this.onFatal(event.detail));
-    session.addEventListener('problem', (event) => this.diagnostics.update({ lastError: event.detail.message }));
-    session.addEventListener('turnrefused', (event) => {
-      this.banner.show('turn_refused', { code: event.detail.code }, 'warn');
-      this.diagnostics.update({ lastError: `${event.detail.url}: ${event.detail.code} ${event.detail.text}` });
+    session.on('fatal', (fatal) => this.onFatal(fatal));
+    session.on('problem', ({ message }) => this.diagnostics.update({ lastError: message }));
+    session.on('turnrefused', ({ url, code, text }) => {
+      this.banner.show('turn_refused', { code }, 'warn');
+      this.diagnostics.update({ lastError: `${url}: ${code} ${text}` });
     });
-    session.addEventListener('transport', () => this.onTransport());
-    session.addEventListener('link', (event) => this.onLink(event.detail.link));
-    session.addEventListener('audio', () => this.syncVoices());
+    session.on('transport', () => this.onTransport());
+    session.on('link', ({ link }) => this.onLink(link));
+    session.on('audio', () => this.syncVoices());
 
-    $('btn-join').disabled = false;
+    joinButton().disabled = false;
     show($('join-view'), false);
     show($('room-view'), true);
     this.setMuteButton(false);
-    this.wakeLock.acquire();
+    void this.wakeLock.acquire();
     this.banner.show('connecting', null, 'info');
-    session.connect();
+    void session.connect();
   }
 
   // Whether the microphone goes through the audio graph or, while that cannot run, straight to the call.
@@ -154,27 +184,29 @@ export class RoomPage {
     });
   }
 
+  /** @param {{ joined?: Peer, left?: Peer }} change */
   onPeers({ joined, left }) {
-    const session = this.session;
-    if (!session) return;
+    const { session, mixer, engine } = this;
+    if (!session || !mixer || !engine) return;
     this.people.render(session.peers, session.selfId);
-    this.mixer.syncPeople(session.peers, session.selfId);
+    mixer.syncPeople(session.peers, session.selfId);
     this.syncVoices();
-    if (joined && joined.id !== session.selfId) playCue(this.engine.ctx, this.engine.cueDest, 'join');
-    if (left) playCue(this.engine.ctx, this.engine.cueDest, 'leave');
+    if (joined && joined.id !== session.selfId) playCue(engine.ctx, engine.cueDest, 'join');
+    if (left) playCue(engine.ctx, engine.cueDest, 'leave');
   }
 
   // One voice-activity detector per person whose audio we have, plus our own microphone.
   syncVoices() {
-    if (!this.engine) return;
-    for (const id of [...this.vads.keys()]) {
-      if (id !== 'self' && this.engine.analyserFor(id) !== this.vads.get(id).analyser) {
+    const { engine } = this;
+    if (!engine) return;
+    for (const [id, vad] of [...this.vads]) {
+      if (id !== 'self' && engine.analyserFor(id) !== vad.analyser) {
         this.vads.delete(id);
         this.people.setSpeaking(id, false);
       }
     }
-    for (const id of this.engine.remotes.keys()) {
-      if (!this.vads.has(id)) this.vads.set(id, new VoiceActivity(this.engine.analyserFor(id)));
+    for (const [id, remote] of engine.remotes) {
+      if (!this.vads.has(id)) this.vads.set(id, new VoiceActivity(remote.analyser));
     }
   }
 
@@ -184,7 +216,7 @@ export class RoomPage {
     for (const [id, vad] of this.vads) {
       const changed = vad.update(now);
       if (id === 'self') {
-        this.mixer.updateMeter(vad.db);
+        if (this.mixer) this.mixer.updateMeter(vad.db);
         if (session && session.selfId) this.people.setSpeaking(session.selfId, vad.speaking && !session.muted);
       } else if (changed) {
         this.people.setSpeaking(id, vad.speaking);
@@ -192,11 +224,13 @@ export class RoomPage {
     }
   }
 
+  /** @param {PeerLink} link */
   onLink(link) {
     if (this.sampler) this.sampler.stop();
     this.sampler = new StatsSampler(link.pc, (sample) => this.onSample(sample));
   }
 
+  /** @param {Sample} sample */
   onSample(sample) {
     this.diagnostics.update(Diagnostics.fromSample(sample));
     $('signal-bars').dataset.quality = quality(sample);
@@ -226,6 +260,7 @@ export class RoomPage {
     }
   }
 
+  /** @param {{ key: string, vars?: Vars }} fatal */
   onFatal({ key, vars }) {
     this.diagnostics.update({ lastError: t(key, vars) });
     this.leave({ quiet: true });
@@ -233,6 +268,7 @@ export class RoomPage {
   }
 
   onMicLost() {
+    if (!this.engine) return;
     this.banner.show('err_mic_lost', null, 'warn');
     openMicWithFallback(this.engine, { ...micOptions(), deviceId: '' })
       .then(() => this.banner.hideIf('err_mic_lost'))
@@ -253,13 +289,16 @@ export class RoomPage {
     this.setMuteButton(muted);
   }
 
+  /** @param {boolean} muted */
   setMuteButton(muted) {
     const button = $('btn-mute');
     button.setAttribute('aria-pressed', String(muted));
     button.classList.toggle('is-active', muted);
-    setText(button.querySelector('.ctl-label'), muted ? 'unmute' : 'mute');
+    const label = find(button, '.ctl-label');
+    setText(label, muted ? 'unmute' : 'mute');
   }
 
+  /** @param {KeyboardEvent} event */
   onKey(event) {
     if (!this.session || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
@@ -272,6 +311,11 @@ export class RoomPage {
     }
   }
 
+  /**
+   * @param {string} panelId
+   * @param {string} buttonId
+   * @param {boolean} [force] open (true) or close (false) rather than toggle
+   */
   togglePanel(panelId, buttonId, force) {
     const panel = $(panelId);
     const open = force ?? panel.classList.contains('hidden');
@@ -284,13 +328,14 @@ export class RoomPage {
     show(panel, open);
     const button = $(buttonId);
     button.setAttribute('aria-expanded', String(open));
-    if (open) panel.querySelector('input, select, button').focus();
+    if (open) find(panel, 'input, select, button').focus();
     else if (panel.contains(document.activeElement)) button.focus();
   }
 
+  // Never rejects: without the clipboard the banner shows the link to copy by hand.
   async copyInvite() {
     const link = `${window.location.origin}/r/${this.room}`;
-    const label = $('btn-copy').querySelector('.ctl-label');
+    const label = find($('btn-copy'), '.ctl-label');
     try {
       await navigator.clipboard.writeText(link);
     } catch {
@@ -308,6 +353,7 @@ export class RoomPage {
     }, 2000);
   }
 
+  // Never rejects: the button says whether it worked.
   async copyDiagnostics() {
     const button = $('btn-copy-diag');
     try {
@@ -319,6 +365,7 @@ export class RoomPage {
     window.setTimeout(() => setText(button, 'copy_diagnostics'), 2000);
   }
 
+  /** @param {{ quiet?: boolean }} [options] quiet: no "you left" banner */
   leave({ quiet = false } = {}) {
     const session = this.session;
     if (!session) return;
@@ -329,8 +376,8 @@ export class RoomPage {
     window.clearInterval(this.vadTimer);
     this.vads.clear();
     if (this.stopGestures) this.stopGestures();
-    this.mixer.close();
-    this.engine.close();
+    if (this.mixer) this.mixer.close();
+    if (this.engine) void this.engine.close().catch(() => {});
     this.engine = null;
     this.wakeLock.release();
     this.people.clear();

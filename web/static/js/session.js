@@ -1,33 +1,108 @@
+// @ts-check
 // One visit to a room: the signaling socket and the peer connection, rebuilt with backoff when either
 // drops, until the person leaves or the server says no for good (full, kicked, banned, bad input).
+import { CLOSE, MSG, STAY_AWAY } from './contract.js';
+import { Emitter } from './events.js';
 import { PeerLink } from './peer.js';
 import { Signaling } from './signaling.js';
+
+/** @typedef {{ id: string, name: string, muted: boolean }} Peer one person in the room, as the page shows them */
+/** @typedef {import('./signaling.js').Message} Message */
+/** @typedef {import('./audio.js').AudioEngine} AudioEngine */
 
 // Short steps with a low ceiling: a restarted server is back within seconds and the page must be back
 // within 10 s of that; jitter keeps a room of pages from reconnecting in lockstep.
 const BACKOFF_MS = [250, 600, 1200, 2000, 3000];
 
-function parsePeer(raw) {
-  if (!raw || typeof raw !== 'object' || raw.id === undefined || raw.id === null) return null;
-  return { id: String(raw.id), name: String(raw.name ?? ''), muted: raw.muted === true };
+/**
+ * What to tell a person the server sent away for good (a full room and a full server share a close code; the
+ * close reason, the server's error text, tells them apart).
+ * @param {number} code one of contract.js STAY_AWAY
+ * @param {string} reason
+ * @returns {string} the message's key
+ */
+function stayAwayKey(code, reason) {
+  if (code === CLOSE.KICKED) return 'err_kicked';
+  if (code === CLOSE.BANNED) return 'err_banned';
+  return reason === 'Server full' ? 'err_server_full' : 'err_room_full';
 }
 
-export class RoomSession extends EventTarget {
+/**
+ * @param {unknown} raw a peer as the server describes it
+ * @returns {Peer | null}
+ */
+function parsePeer(raw) {
+  if (!raw || typeof raw !== 'object') return null;
+  const { id, name, muted } = /** @type {{ id?: unknown, name?: unknown, muted?: unknown }} */ (raw);
+  // The server sends strings; anything else is not a peer it described.
+  if (typeof id !== 'string' && typeof id !== 'number') return null;
+  return { id: String(id), name: typeof name === 'string' ? name : '', muted: muted === true };
+}
+
+/**
+ * The STUN and TURN servers for one connection, asked afresh each time: TURN credentials expire.
+ * @returns {Promise<RTCIceServer[]>}
+ */
+async function fetchIceServers() {
+  const response = await fetch('/ice-servers', { cache: 'no-store' });
+  if (!response.ok) throw new Error(`/ice-servers: ${response.status}`);
+  /** @type {unknown} */
+  const servers = await response.json();
+  if (!Array.isArray(servers)) throw new Error('/ice-servers: not a list');
+  return servers.filter(isIceServer);
+}
+
+/**
+ * @param {unknown} value
+ * @returns {value is RTCIceServer}
+ */
+function isIceServer(value) {
+  if (typeof value !== 'object' || value === null || !('urls' in value)) return false;
+  const { urls } = value;
+  return typeof urls === 'string' || (Array.isArray(urls) && urls.every((url) => typeof url === 'string'));
+}
+
+/**
+ * @extends {Emitter<{
+ *   peers: { joined?: Peer, left?: Peer },
+ *   joined: undefined,
+ *   reconnecting: { reason: string, detail: string, delay: number },
+ *   fatal: { key: string, vars?: import('./i18n.js').Vars },
+ *   problem: { message: string },
+ *   turnrefused: import('./peer.js').TurnRefusal,
+ *   transport: undefined,
+ *   link: { link: PeerLink },
+ *   audio: undefined,
+ * }>}
+ */
+export class RoomSession extends Emitter {
+  /**
+   * @param {object} options
+   * @param {string} options.room
+   * @param {string} options.name the nickname, already checked
+   * @param {AudioEngine} options.engine
+   */
   constructor({ room, name, engine }) {
     super();
     this.room = room;
     this.name = name;
     this.engine = engine;
+    /** @type {Map<string, Peer>} */
     this.peers = new Map();
+    /** @type {string | null} */
     this.selfId = null;
+    /** @type {Signaling | null} */
     this.sig = null;
+    /** @type {PeerLink | null} */
     this.link = null;
+    /** @type {RTCIceServer[]} */
+    this.iceServers = [];
     this.muted = false;
     this.stopped = false;
     this.attempt = 0;
     this.retryTimer = 0;
-    engine.addEventListener('sendtrack', (event) => {
-      if (this.link) this.link.setTrack(event.detail.track);
+    engine.on('sendtrack', ({ track }) => {
+      if (this.link) this.link.setTrack(track);
     });
   }
 
@@ -35,12 +110,13 @@ export class RoomSession extends EventTarget {
     return this.sig ? this.sig.state : 'closed';
   }
 
+  // Never rejects: whatever fails becomes a retry.
   async connect() {
     if (this.stopped) return;
+    /** @type {RTCIceServer[]} */
     let iceServers;
     try {
-      // Imported afresh for every connection: TURN credentials in it expire.
-      ({ iceServers } = await import(`./config.js?ts=${Date.now()}`));
+      iceServers = await fetchIceServers();
     } catch {
       this.retry('server_unreachable');
       return;
@@ -49,19 +125,23 @@ export class RoomSession extends EventTarget {
     const sig = new Signaling(this.room, this.name);
     this.sig = sig;
     this.iceServers = iceServers;
-    sig.addEventListener('message', (event) => this.onMessage(sig, event.detail));
-    sig.addEventListener('close', (event) => this.onClose(sig, event.detail));
-    sig.addEventListener('state', () => this.emit('transport'));
+    sig.on('message', (message) => this.onMessage(sig, message));
+    sig.on('close', (detail) => void this.onClose(sig, detail));
+    sig.on('state', () => this.emit('transport'));
     sig.open();
   }
 
+  /**
+   * @param {Signaling} sig
+   * @param {Message} message
+   */
   onMessage(sig, message) {
     if (sig !== this.sig) return;
     switch (message.type) {
-      case 'room_state':
+      case MSG.ROOM_STATE:
         this.onRoomState(sig, message);
         break;
-      case 'peer_join': {
+      case MSG.PEER_JOIN: {
         const peer = parsePeer(message.peer);
         if (peer) {
           this.peers.set(peer.id, peer);
@@ -69,7 +149,7 @@ export class RoomSession extends EventTarget {
         }
         break;
       }
-      case 'peer_leave': {
+      case MSG.PEER_LEAVE: {
         const id = String(message.peer_id);
         const peer = this.peers.get(id);
         if (peer && id !== this.selfId) {
@@ -79,7 +159,7 @@ export class RoomSession extends EventTarget {
         }
         break;
       }
-      case 'peer_update': {
+      case MSG.PEER_UPDATE: {
         const peer = parsePeer(message.peer);
         if (peer && this.peers.has(peer.id)) {
           this.peers.set(peer.id, peer);
@@ -87,21 +167,27 @@ export class RoomSession extends EventTarget {
         }
         break;
       }
-      case 'offer':
-      case 'answer':
-        if (this.link && typeof message.sdp === 'string') this.link.handleDescription(message.type, message.sdp);
+      case MSG.OFFER:
+      case MSG.ANSWER:
+        if (this.link && typeof message.sdp === 'string') void this.link.handleDescription(message.type, message.sdp);
         break;
-      case 'candidate':
-        if (this.link) this.link.handleCandidate(message.candidate);
+      case MSG.CANDIDATE:
+        // Passed on as sent: the browser refuses a malformed one, which only costs that path ('problem').
+        if (this.link) void this.link.handleCandidate(/** @type {RTCIceCandidateInit | null} */ (message.candidate));
         break;
-      case 'error':
-        this.onServerError(String(message.message ?? ''));
+      case MSG.ERROR:
+        // Whether the visit goes on is the close code's to say (onClose); the text is for diagnostics.
+        this.emit('problem', { message: typeof message.message === 'string' ? message.message : '' });
         break;
       default:
         break;
     }
   }
 
+  /**
+   * @param {Signaling} sig
+   * @param {Message} message
+   */
   onRoomState(sig, message) {
     this.selfId = String(message.self_id);
     this.peers = new Map();
@@ -113,12 +199,13 @@ export class RoomSession extends EventTarget {
     self.muted = this.muted;
     this.peers.set(this.selfId, self);
     // A rejoin after a drop keeps the mute the person chose.
-    if (this.muted) sig.send({ type: 'mute', muted: true });
+    if (this.muted) sig.send({ type: MSG.MUTE, muted: true });
     this.startLink(sig);
     this.emit('joined');
     this.emit('peers', {});
   }
 
+  /** @param {Signaling} sig */
   startLink(sig) {
     this.closeLink();
     const link = new PeerLink({
@@ -127,52 +214,44 @@ export class RoomSession extends EventTarget {
       send: (message) => sig.send(message),
     });
     this.link = link;
-    link.addEventListener('track', (event) => {
-      const { peerId, track } = event.detail;
+    link.on('track', ({ peerId, track }) => {
       if (peerId !== this.selfId) this.engine.attach(peerId, track);
       this.emit('audio');
     });
-    link.addEventListener('trackended', (event) => {
-      this.engine.detach(event.detail.peerId, event.detail.track);
+    link.on('trackended', ({ peerId, track }) => {
+      this.engine.detach(peerId, track);
       this.emit('audio');
     });
-    link.addEventListener('problem', (event) => this.emit('problem', { message: String(event.detail.error) }));
-    link.addEventListener('turnrefused', (event) => this.emit('turnrefused', event.detail));
-    link.addEventListener('failed', (event) => {
+    link.on('problem', ({ error }) => this.emit('problem', { message: String(error) }));
+    link.on('turnrefused', (refusal) => this.emit('turnrefused', refusal));
+    link.on('failed', ({ error }) => {
       if (link !== this.link) return;
-      this.drop('negotiation_failed', String(event.detail.error));
+      this.drop('negotiation_failed', String(error));
     });
-    link.addEventListener('state', () => {
+    link.on('state', () => {
       this.emit('transport');
       if (link !== this.link) return;
       if (link.iceState === 'failed' || link.connectionState === 'failed') this.drop('ice_failed');
       // Back to short delays only once media flowed: a join that never connects keeps backing off.
       if (link.connectionState === 'connected') this.attempt = 0;
     });
-    if (window.__E2E__) window.__pc = link.pc;
     this.emit('link', { link });
   }
 
-  onServerError(message) {
-    // Each comes right before the server closes the socket. Rejoining would be refused again (full, banned)
-    // or undo an operator's decision (kicked), so these end the visit instead of starting a reconnect.
-    const final = {
-      'Room full': 'err_room_full',
-      'Server full': 'err_server_full',
-      kicked: 'err_kicked',
-      banned: 'err_banned',
-    }[message];
-    if (final) {
-      this.stop();
-      this.emit('fatal', { key: final });
-      return;
-    }
-    this.emit('problem', { message });
-  }
-
-  async onClose(sig, { opened }) {
+  // Never rejects.
+  /**
+   * @param {Signaling} sig
+   * @param {{ opened: boolean, code: number, reason: string }} detail opened: whether the socket got as far as open
+   */
+  async onClose(sig, { opened, code, reason }) {
     if (sig !== this.sig || this.stopped) return;
     this.teardown();
+    // Rejoining would be refused again (full, banned) or undo an operator's decision (kicked): the visit ends.
+    if (STAY_AWAY.includes(code)) {
+      this.stop();
+      this.emit('fatal', { key: stayAwayKey(code, reason) });
+      return;
+    }
     if (!opened) {
       const refusal = await sig.refusal();
       if (sig !== this.sig || this.stopped) return;
@@ -190,6 +269,10 @@ export class RoomSession extends EventTarget {
     this.retry(opened ? 'ws_lost' : 'ws_failed');
   }
 
+  /**
+   * @param {string} reason
+   * @param {string} [detail]
+   */
   drop(reason, detail) {
     const sig = this.sig;
     this.sig = null;
@@ -198,6 +281,10 @@ export class RoomSession extends EventTarget {
     this.retry(reason, detail);
   }
 
+  /**
+   * @param {string} reason the suffix of the reason_… string that explains it
+   * @param {string} [detail]
+   */
   retry(reason, detail = '') {
     if (this.stopped) return;
     const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
@@ -205,14 +292,15 @@ export class RoomSession extends EventTarget {
     const delay = Math.round(base * (0.75 + Math.random() * 0.5));
     this.emit('reconnecting', { reason, detail, delay });
     window.clearTimeout(this.retryTimer);
-    this.retryTimer = window.setTimeout(() => this.connect(), delay);
+    this.retryTimer = window.setTimeout(() => void this.connect(), delay);
   }
 
+  /** @param {boolean} muted */
   setMuted(muted) {
     this.muted = muted;
     this.engine.setSending(!muted);
-    if (this.sig) this.sig.send({ type: 'mute', muted });
-    const self = this.peers.get(this.selfId);
+    if (this.sig) this.sig.send({ type: MSG.MUTE, muted });
+    const self = this.selfId === null ? undefined : this.peers.get(this.selfId);
     if (self) self.muted = muted;
     this.emit('peers', {});
   }
@@ -221,7 +309,6 @@ export class RoomSession extends EventTarget {
     if (!this.link) return;
     this.link.close();
     this.link = null;
-    if (window.__E2E__) window.__pc = null;
   }
 
   teardown() {
@@ -240,9 +327,5 @@ export class RoomSession extends EventTarget {
     this.sig = null;
     if (sig) sig.close();
     this.teardown();
-  }
-
-  emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 }

@@ -1,5 +1,7 @@
+// @ts-check
 // Join and leave cues, synthesized with Web Audio (no sound files, nothing fetched): two soft sine
 // notes, rising when someone arrives and falling when someone goes.
+/** @type {Record<string, number[]>} */
 const CUES = {
   join: [523.25, 783.99],
   leave: [659.25, 440.0],
@@ -7,6 +9,11 @@ const CUES = {
 const NOTE_S = 0.11;
 const PEAK = 0.12;
 
+/**
+ * @param {BaseAudioContext} ctx
+ * @param {AudioNode} output
+ * @param {'join' | 'leave'} name
+ */
 export function playCue(ctx, output, name) {
   const notes = CUES[name];
   if (!notes || ctx.state !== 'running') return;

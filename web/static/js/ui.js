@@ -1,11 +1,20 @@
+// @ts-check
 // Rendering of the room: avatar grid, people list, status banner. Markup comes from <template>s in the
 // page; this module only clones and fills them.
+import { byId, find } from './dom.js';
 import { setText, translate } from './i18n.js';
+
+/** @typedef {import('./session.js').Peer} Peer */
+/** @typedef {{ tile: HTMLElement, person: HTMLElement }} PeerNodes the grid tile and list row of one person */
 
 const segmenter = typeof Intl.Segmenter === 'function'
   ? new Intl.Segmenter(undefined, { granularity: 'grapheme' })
   : null;
 
+/**
+ * @param {string} text
+ * @returns {string[]}
+ */
 function graphemes(text) {
   return segmenter ? [...segmenter.segment(text)].map((part) => part.segment) : [...text];
 }
@@ -13,6 +22,10 @@ function graphemes(text) {
 // Han, kana and Hangul names read well with one character; Latin-like names get two initials.
 const ONE_CHARACTER = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
 
+/**
+ * @param {string} name
+ * @returns {string}
+ */
 export function initialsOf(name) {
   const words = name.trim().split(/\s+/u).filter(Boolean);
   if (words.length === 0) return '?';
@@ -23,26 +36,39 @@ export function initialsOf(name) {
 }
 
 // A stable hue per peer id, so that a person keeps their colour for the whole visit.
+/**
+ * @param {string} id
+ * @returns {number} 0..359
+ */
 export function hueOf(id) {
   let hash = 2166136261;
-  for (const ch of id) hash = Math.imul(hash ^ ch.codePointAt(0), 16777619) >>> 0;
+  for (const ch of id) hash = Math.imul(hash ^ /** @type {number} */ (ch.codePointAt(0)), 16777619) >>> 0;
   return hash % 360;
 }
 
+/**
+ * @param {Element} el
+ * @param {boolean} visible
+ */
 export function show(el, visible) {
   el.classList.toggle('hidden', !visible);
 }
 
 export class PeopleView {
-  constructor(root) {
-    this.grid = root.getElementById('grid');
-    this.list = root.getElementById('people-list');
-    this.count = root.getElementById('people-count');
-    this.tileTemplate = root.getElementById('tpl-tile');
-    this.personTemplate = root.getElementById('tpl-person');
+  constructor() {
+    this.grid = byId('grid');
+    this.list = byId('people-list');
+    this.count = byId('people-count');
+    this.tileTemplate = byId('tpl-tile', HTMLTemplateElement);
+    this.personTemplate = byId('tpl-person', HTMLTemplateElement);
+    /** @type {Map<string, PeerNodes>} */
     this.nodes = new Map();
   }
 
+  /**
+   * @param {Map<string, Peer>} peers
+   * @param {string | null} selfId
+   */
   render(peers, selfId) {
     for (const [id, nodes] of this.nodes) {
       if (!peers.has(id)) {
@@ -62,9 +88,13 @@ export class PeopleView {
     this.count.textContent = String(peers.size);
   }
 
+  /**
+   * @param {Peer} peer
+   * @returns {PeerNodes}
+   */
   create(peer) {
-    const tile = this.tileTemplate.content.firstElementChild.cloneNode(true);
-    const person = this.personTemplate.content.firstElementChild.cloneNode(true);
+    const tile = /** @type {HTMLElement} */ (find(this.tileTemplate.content, '*').cloneNode(true));
+    const person = /** @type {HTMLElement} */ (find(this.personTemplate.content, '*').cloneNode(true));
     for (const el of [tile, person]) {
       el.dataset.peerId = peer.id;
       el.style.setProperty('--hue', String(hueOf(peer.id)));
@@ -76,22 +106,31 @@ export class PeopleView {
     return { tile, person };
   }
 
+  /**
+   * @param {PeerNodes} nodes
+   * @param {Peer} peer
+   * @param {boolean} isSelf
+   */
   fill({ tile, person }, peer, isSelf) {
     for (const el of [tile, person]) {
       el.dataset.name = peer.name;
       el.classList.toggle('is-self', isSelf);
       el.classList.toggle('is-muted', peer.muted);
-      el.querySelector('.initials').textContent = initialsOf(peer.name);
+      find(el, '.initials').textContent = initialsOf(peer.name);
     }
-    const tileName = tile.querySelector('.tile-name');
+    const tileName = find(tile, '.tile-name');
     if (isSelf) setText(tileName, 'name_you', { name: peer.name });
     else {
       delete tileName.dataset.i18n;
       tileName.textContent = peer.name;
     }
-    person.querySelector('.person-name').textContent = peer.name;
+    find(person, '.person-name').textContent = peer.name;
   }
 
+  /**
+   * @param {string} id
+   * @param {boolean} speaking
+   */
   setSpeaking(id, speaking) {
     const nodes = this.nodes.get(id);
     if (!nodes) return;
@@ -105,10 +144,16 @@ export class PeopleView {
 }
 
 export class StatusBanner {
+  /** @param {HTMLElement} el */
   constructor(el) {
     this.el = el;
   }
 
+  /**
+   * @param {string} key
+   * @param {import('./i18n.js').Vars | null} [vars]
+   * @param {'info' | 'ok' | 'warn' | 'error'} [tone]
+   */
   show(key, vars, tone = 'info') {
     this.el.dataset.tone = tone;
     setText(this.el, key, vars);
@@ -116,8 +161,9 @@ export class StatusBanner {
   }
 
   // Hides the banner only if it still says one of these (a later message may have replaced it).
+  /** @param {...string} keys */
   hideIf(...keys) {
-    if (keys.includes(this.el.dataset.i18n)) this.hide();
+    if (keys.includes(this.el.dataset.i18n ?? '')) this.hide();
   }
 
   hide() {

@@ -1,9 +1,15 @@
+// @ts-check
 // Voice activity from an AnalyserNode: RMS level with an onset threshold and a hang time, so that the
 // speaking glow neither flickers between syllables nor lights up on background hiss.
 const ON_DB = -48;
 const OFF_DB = -56;
 const HANG_MS = 350;
 
+/**
+ * @param {AnalyserNode} analyser
+ * @param {Float32Array<ArrayBuffer>} buffer scratch space, `analyser.fftSize` samples
+ * @returns {number} dBFS, -Infinity for silence
+ */
 export function levelDb(analyser, buffer) {
   analyser.getFloatTimeDomainData(buffer);
   let sum = 0;
@@ -13,6 +19,7 @@ export function levelDb(analyser, buffer) {
 }
 
 export class VoiceActivity {
+  /** @param {AnalyserNode} analyser */
   constructor(analyser) {
     this.analyser = analyser;
     this.buffer = new Float32Array(analyser.fftSize);
@@ -21,7 +28,10 @@ export class VoiceActivity {
     this.db = -Infinity;
   }
 
-  // Returns true when the speaking state changed.
+  /**
+   * @param {number} now milliseconds (performance.now())
+   * @returns {boolean} whether the speaking state changed
+   */
   update(now) {
     this.db = levelDb(this.analyser, this.buffer);
     const before = this.speaking;
@@ -36,6 +46,7 @@ export class VoiceActivity {
 }
 
 // 0..1 for a level meter: -60 dBFS and below is empty, 0 dBFS is full.
+/** @param {number} db */
 export function meterFraction(db) {
   return Number.isFinite(db) ? Math.min(1, Math.max(0, (db + 60) / 60)) : 0;
 }

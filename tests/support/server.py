@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ghosttalk.benchmark.server import free_port, wait_until_healthy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The admin key of every test server unless a test picks another (keys under 16 characters are refused).
 TEST_ADMIN_KEY = "test-admin-key-0123456789"
 

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from marionette_driver.errors import MarionetteException
 from marionette_driver.marionette import Marionette
 
 from ghosttalk.benchmark.server import free_port
-from tests.browser.helpers import PEOPLE_JS
+from tests.support.browser.probes import PC_PROBE_JS, PEOPLE_COUNT_JS, PEOPLE_JS
+from tests.support.eventually import eventually_sync
 
 FIREFOX_PREFS: dict[str, bool | int | str] = {
     # Media: a fake microphone without asking, and host candidates as plain addresses (the test server
@@ -89,14 +89,8 @@ def require(program: str, package: str) -> str:
     return path
 
 
-def _wait(probe: Any, timeout: float, what: str, log: Path | None = None) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if probe():
-            return
-        time.sleep(0.05)
-    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-    raise RuntimeError(f"{what} not ready within {timeout}s\n{tail}")
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
 
 class PulseAudio:
@@ -144,7 +138,7 @@ class PulseAudio:
                 env=self.env(),
                 start_new_session=True,
             )
-        _wait(self._answers, 10, "PulseAudio", self.log)
+        eventually_sync(self._answers, 10, what="PulseAudio ready", interval=0.05, detail=lambda: _log_tail(self.log))
         return self
 
     def _answers(self) -> bool:
@@ -306,8 +300,8 @@ class FirefoxTab:
 
     def evaluate(self, expression: str, arg: Any = None) -> Any:
         """Runs `expression` in the page: the source of a (possibly async) function of one argument, or an
-        expression, like Playwright's Page.evaluate. Run without Marionette's sandbox, so the page's own
-        globals (window.__pc) are visible."""
+        expression, like Playwright's Page.evaluate. Run without Marionette's sandbox, so the globals
+        the probes set in the page (window.__pc) are visible."""
         client = self._focus()
         result = client.execute_async_script(
             "const [arg, resolve] = arguments;"
@@ -323,11 +317,7 @@ class FirefoxTab:
         return result["ok"]
 
     def wait_for(self, predicate: str, timeout: float, what: str) -> None:
-        end = time.monotonic() + timeout
-        while not self.evaluate(predicate):
-            if time.monotonic() > end:
-                raise AssertionError(f"{what}: not within {timeout}s in Firefox")
-            time.sleep(0.1)
+        eventually_sync(lambda: self.evaluate(predicate), timeout, what=f"{what} in Firefox")
 
     def click(self, selector: str) -> None:
         """A real (trusted) click, which counts as a user gesture for autoplay and AudioContext."""
@@ -366,9 +356,7 @@ class FirefoxPerson:
         return dict(self.page.evaluate(f"() => {PEOPLE_JS}"))
 
     def peer_count(self) -> int:
-        # The rendered list: the page's own counter (window.__getPeerCount) exists only when __E2E__ is set
-        # before its scripts run, which Marionette has no hook for.
-        return int(self.page.evaluate("() => document.querySelectorAll('#people-list .person').length"))
+        return int(self.page.evaluate(f"() => {PEOPLE_COUNT_JS}"))
 
     def self_id(self) -> str:
         return str(self.page.get_attribute(".person.is-self", "data-peer-id"))
@@ -386,8 +374,8 @@ def join_firefox(firefox: Firefox, base_url: str, room: str, name: str, tone_hz:
     firefox.set_pref("media.navigator.audio.fake_frequency", int(tone_hz))
     tab = FirefoxTab(firefox, firefox.new_window())
     tab.goto(f"{base_url}/r/{room}")
-    # Set before joining: the page exposes its RTCPeerConnection as window.__pc for the probes.
-    tab.evaluate("() => { window.__E2E__ = true; }")
+    # Before joining, so that the probes find the RTCPeerConnection the page is about to make.
+    tab.evaluate(f"() => {{ {PC_PROBE_JS} }}")
     tab.fill("#nickname", name)
     tab.click("#btn-join")
     tab.wait_for("() => !document.getElementById('room-view').classList.contains('hidden')", 10, "room view")

@@ -1,0 +1,82 @@
+"""The signaling contract between a client (the page, the headless participant) and the server, in one place.
+
+- :mod:`~ghosttalk.contract.rules`: the room-id rule, the frame size limit, the close codes and which of
+  them mean "stay away", and :class:`SignalingError`;
+- :mod:`~ghosttalk.contract.nickname`: the nickname rule and the code point table the page reads too;
+- :mod:`~ghosttalk.contract.messages`: every message type both ways, parsed into typed dataclasses;
+- :mod:`~ghosttalk.contract.page`: ``web/static/js/contract.js``, the page's generated copy of the rules.
+
+The server (``server/signaling.py``, ``server/rooms.py``, ``media/``) and the headless client import these
+names from here, and the page from ``contract.js``; tests prove that the page's validators and constants
+agree with the server's.
+"""
+
+from ghosttalk.contract.messages import (
+    Answer,
+    Candidate,
+    ClientMessage,
+    ErrorMessage,
+    Heartbeat,
+    IceCandidate,
+    Message,
+    MessageRefused,
+    MessageType,
+    Mute,
+    Offer,
+    PeerInfo,
+    PeerJoin,
+    PeerLeave,
+    PeerUpdate,
+    RoomState,
+    ServerMessage,
+    parse_client_message,
+    parse_server_message,
+    wire,
+)
+from ghosttalk.contract.nickname import MAX_NAME_CHARS, NameRefused, check_name
+from ghosttalk.contract.rules import (
+    MAX_FRAME_BYTES,
+    ROOM_ID,
+    STAY_AWAY,
+    CloseCode,
+    SignalingError,
+    is_room_id,
+    stays_away,
+    validate_name,
+    validate_room,
+)
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "MAX_NAME_CHARS",
+    "ROOM_ID",
+    "STAY_AWAY",
+    "Answer",
+    "Candidate",
+    "ClientMessage",
+    "CloseCode",
+    "ErrorMessage",
+    "Heartbeat",
+    "IceCandidate",
+    "Message",
+    "MessageRefused",
+    "MessageType",
+    "Mute",
+    "NameRefused",
+    "Offer",
+    "PeerInfo",
+    "PeerJoin",
+    "PeerLeave",
+    "PeerUpdate",
+    "RoomState",
+    "ServerMessage",
+    "SignalingError",
+    "check_name",
+    "is_room_id",
+    "parse_client_message",
+    "parse_server_message",
+    "stays_away",
+    "validate_name",
+    "validate_room",
+    "wire",
+]

@@ -1,0 +1,275 @@
+"""The messages of the signaling contract: JSON text frames, each an object with a string ``type``.
+
+A client sends ``offer``/``answer`` ``{sdp}``, ``candidate {candidate: {candidate, sdpMid, sdpMLineIndex} |
+null}``, ``heartbeat {ts?}`` and ``mute {muted}``; the server sends ``room_state {self_id, peers}``,
+``peer_join``/``peer_update {peer}``, ``peer_leave {peer_id}``, ``offer``/``answer`` ``{sdp}`` and ``error
+{message}``. Each parses into a frozen dataclass here, so that the code behind it dispatches on a type and
+reads checked fields; what the SDP inside says is judged later, by the media plane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import orjson
+
+from ghosttalk.contract.rules import SignalingError
+
+
+class MessageType(StrEnum):
+    OFFER = "offer"
+    ANSWER = "answer"
+    CANDIDATE = "candidate"
+    HEARTBEAT = "heartbeat"
+    MUTE = "mute"
+    ROOM_STATE = "room_state"
+    PEER_JOIN = "peer_join"
+    PEER_LEAVE = "peer_leave"
+    PEER_UPDATE = "peer_update"
+    ERROR = "error"
+
+
+class MessageRefused(SignalingError):
+    """A frame that is not a well-formed message; ``kind`` says which check it failed (``not_json``,
+    ``not_object``, ``no_type``, or the message type whose fields are wrong), for the server's counters."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# Both ways.
+
+
+@dataclass(slots=True, frozen=True)
+class Offer:
+    TYPE: ClassVar[MessageType] = MessageType.OFFER
+    sdp: str
+
+
+@dataclass(slots=True, frozen=True)
+class Answer:
+    TYPE: ClassVar[MessageType] = MessageType.ANSWER
+    sdp: str
+
+
+# Client to server.
+
+
+@dataclass(slots=True, frozen=True)
+class IceCandidate:
+    """A trickled candidate as the browser's ``RTCIceCandidate`` gives it: ``candidate`` is the SDP value (with
+    or without its ``candidate:`` prefix), empty at the end of a generation; one of ``sdp_mid`` and
+    ``sdp_mline_index`` names the m-line unless it is empty."""
+
+    candidate: str
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class Candidate:
+    TYPE: ClassVar[MessageType] = MessageType.CANDIDATE
+    # None: the end of candidates.
+    candidate: IceCandidate | None
+
+
+@dataclass(slots=True, frozen=True)
+class Heartbeat:
+    TYPE: ClassVar[MessageType] = MessageType.HEARTBEAT
+    ts: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Mute:
+    TYPE: ClassVar[MessageType] = MessageType.MUTE
+    muted: bool
+
+
+ClientMessage = Offer | Answer | Candidate | Heartbeat | Mute
+
+
+# Server to client.
+
+
+@dataclass(slots=True, frozen=True)
+class PeerInfo:
+    id: str
+    name: str
+    muted: bool
+
+
+@dataclass(slots=True, frozen=True)
+class RoomState:
+    TYPE: ClassVar[MessageType] = MessageType.ROOM_STATE
+    self_id: str
+    peers: tuple[PeerInfo, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class PeerJoin:
+    TYPE: ClassVar[MessageType] = MessageType.PEER_JOIN
+    peer: PeerInfo
+
+
+@dataclass(slots=True, frozen=True)
+class PeerUpdate:
+    TYPE: ClassVar[MessageType] = MessageType.PEER_UPDATE
+    peer: PeerInfo
+
+
+@dataclass(slots=True, frozen=True)
+class PeerLeave:
+    TYPE: ClassVar[MessageType] = MessageType.PEER_LEAVE
+    peer_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class ErrorMessage:
+    TYPE: ClassVar[MessageType] = MessageType.ERROR
+    message: str
+
+
+ServerMessage = RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage
+Message = ClientMessage | ServerMessage
+
+
+def wire(message: Message) -> dict[str, Any]:
+    """The JSON object ``message`` travels as."""
+    match message:
+        case Candidate(candidate=None):
+            body: dict[str, Any] = {"candidate": None}
+        case Candidate(candidate=IceCandidate() as ice):
+            fields = {"candidate": ice.candidate, "sdpMid": ice.sdp_mid, "sdpMLineIndex": ice.sdp_mline_index}
+            body = {"candidate": fields}
+        case Heartbeat(ts=None):
+            body = {}
+        case RoomState(self_id=self_id, peers=peers):
+            body = {"self_id": self_id, "peers": [_peer_wire(peer) for peer in peers]}
+        case PeerJoin(peer=peer) | PeerUpdate(peer=peer):
+            body = {"peer": _peer_wire(peer)}
+        case _:
+            # The rest are flat: their fields are the JSON's.
+            body = asdict(message)
+    return {"type": message.TYPE.value, **body}
+
+
+def _peer_wire(peer: PeerInfo) -> dict[str, Any]:
+    return {"id": peer.id, "name": peer.name, "muted": peer.muted}
+
+
+# Parsing. Each parser gets the decoded object and raises SignalingError naming what is wrong.
+
+
+def _sdp(data: Mapping[str, Any], kind: MessageType) -> str:
+    sdp = data.get("sdp")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SignalingError(f"{kind} needs an 'sdp' string")
+    return sdp
+
+
+def _candidate(data: Mapping[str, Any]) -> Candidate:
+    raw = data.get("candidate")
+    if raw is None:
+        return Candidate(None)
+    if not isinstance(raw, dict):
+        raise SignalingError("candidate must be an object or null")
+    line = raw.get("candidate")
+    mid = raw.get("sdpMid")
+    index = raw.get("sdpMLineIndex")
+    if not isinstance(line, str) or not (mid is None or isinstance(mid, str)):
+        raise SignalingError("candidate needs a 'candidate' string and an optional 'sdpMid' string")
+    if not (index is None or (_is_integer(index) and index >= 0)):
+        raise SignalingError("sdpMLineIndex must be a non-negative integer")
+    if not mid and index is None and line:
+        raise SignalingError("candidate needs sdpMid or sdpMLineIndex")
+    return Candidate(IceCandidate(line, mid, index))
+
+
+def _heartbeat(data: Mapping[str, Any]) -> Heartbeat:
+    # The WebSocket's own pings and read timeout judge liveness; a heartbeat only has to be well-formed.
+    ts = data.get("ts")
+    if ts is not None and not (_is_integer(ts) or isinstance(ts, float)):
+        raise SignalingError("heartbeat 'ts' must be a number")
+    return Heartbeat(ts)
+
+
+def _mute(data: Mapping[str, Any]) -> Mute:
+    muted = data.get("muted")
+    if not isinstance(muted, bool):
+        raise SignalingError("mute needs a boolean 'muted'")
+    return Mute(muted)
+
+
+def _is_integer(value: object) -> bool:
+    # JSON's true and false arrive as bool, which Python counts as int.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_CLIENT_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
+    MessageType.OFFER: lambda data: Offer(_sdp(data, MessageType.OFFER)),
+    MessageType.ANSWER: lambda data: Answer(_sdp(data, MessageType.ANSWER)),
+    MessageType.CANDIDATE: _candidate,
+    MessageType.HEARTBEAT: _heartbeat,
+    MessageType.MUTE: _mute,
+}
+
+
+def parse_client_message(text: str | bytes) -> ClientMessage | None:
+    """What a client's frame asks for; ``None`` for a type the contract does not know (ignored, as the
+    original did, so that a newer page can talk to an older server). Raises :class:`MessageRefused`."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise MessageRefused("not_json", "message is not JSON") from None
+    if not isinstance(data, dict):
+        raise MessageRefused("not_object", "message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise MessageRefused("no_type", "message needs a string 'type'")
+    parse = _CLIENT_PARSERS.get(kind)
+    if parse is None:
+        return None
+    try:
+        return parse(data)
+    except SignalingError as exc:
+        raise MessageRefused(kind, str(exc)) from None
+
+
+def _field(data: Mapping[str, Any], name: str, kind: type[Any]) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise SignalingError(f"{data.get('type')} needs a {kind.__name__} {name!r}")
+    return value
+
+
+def _peer(data: object) -> PeerInfo:
+    if not isinstance(data, dict):
+        raise SignalingError("a peer must be an object")
+    return PeerInfo(_field(data, "id", str), _field(data, "name", str), _field(data, "muted", bool))
+
+
+def _room_state(data: Mapping[str, Any]) -> RoomState:
+    return RoomState(_field(data, "self_id", str), tuple(_peer(peer) for peer in _field(data, "peers", list)))
+
+
+_SERVER_PARSERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
+    MessageType.ROOM_STATE: _room_state,
+    MessageType.PEER_JOIN: lambda data: PeerJoin(_peer(data.get("peer"))),
+    MessageType.PEER_UPDATE: lambda data: PeerUpdate(_peer(data.get("peer"))),
+    MessageType.PEER_LEAVE: lambda data: PeerLeave(_field(data, "peer_id", str)),
+    MessageType.OFFER: lambda data: Offer(_sdp(data, MessageType.OFFER)),
+    MessageType.ANSWER: lambda data: Answer(_sdp(data, MessageType.ANSWER)),
+    MessageType.ERROR: lambda data: ErrorMessage(_field(data, "message", str)),
+}
+
+
+def parse_server_message(data: Mapping[str, Any]) -> ServerMessage | None:
+    """A decoded server message as the headless client reads it; ``None`` for a type it does not know.
+    Raises :class:`SignalingError` for a known type with missing or mistyped fields."""
+    kind = data.get("type")
+    parse = _SERVER_PARSERS.get(kind) if isinstance(kind, str) else None
+    return None if parse is None else parse(data)

@@ -1,0 +1,62 @@
+"""The contract's rules besides the message shapes: which rooms and names a join may ask for, how large a
+frame may be, how the server ends a session and what that tells a client, and the error a message that
+cannot be applied earns."""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+
+from ghosttalk.contract.nickname import check_name
+
+# ``?room=`` and ``/r/<room>``: the ids the page makes (22 characters of base64url) and readable names. Written
+# in the subset of regular expressions that Python and JavaScript read alike: the page gets this very text.
+ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A signaling frame larger than this closes the socket (1009): an offer with many candidates is ~5 KiB, and
+# anything bigger would only cost the server memory.
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class SignalingError(Exception):
+    """A client message that cannot be applied: the client gets ``error {message}``, the session goes on."""
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server ends a session with, so a client can tell a reason to rejoin (the
+    server restarts, the connection was lost) from a reason to stay away (kicked, banned, room full)."""
+
+    GOING_AWAY = 1001  # server shutting down: rejoin in a moment
+    POLICY = 1008  # a limit was exceeded: rejoin only after a backoff
+    TRY_AGAIN_LATER = 1013  # room or server full
+    KICKED = 4001
+    CONNECTION_LOST = 4002  # heartbeat or media failed: rejoin
+    BANNED = 4003
+
+
+# After these a client must not rejoin by itself: it would be refused again (full, banned) or undo an
+# operator's decision (kicked). Every other close, unknown codes and none at all included, is worth a retry.
+STAY_AWAY = frozenset({CloseCode.TRY_AGAIN_LATER, CloseCode.KICKED, CloseCode.BANNED})
+
+
+def stays_away(code: int | None) -> bool:
+    """Whether a socket that closed with ``code`` (``None``: without a close frame) must stay closed."""
+    return code in STAY_AWAY
+
+
+def is_room_id(room: str) -> bool:
+    return ROOM_ID.fullmatch(room) is not None
+
+
+def validate_room(room: str | None) -> str:
+    """The room id, or ``ValueError`` saying why not."""
+    if not room:
+        raise ValueError("room is missing")
+    if not is_room_id(room):
+        raise ValueError("room must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return room
+
+
+def validate_name(name: str | None) -> str:
+    """The name as it will be shown, or :class:`~ghosttalk.contract.nickname.NameRefused` (a ``ValueError``)
+    saying why not."""
+    return check_name(name or "")
