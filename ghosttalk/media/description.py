@@ -13,8 +13,8 @@ from enum import Enum
 
 from aiortc.sdp import SessionDescription
 
+from ghosttalk.config import IPAddress
 from ghosttalk.contract import SignalingError
-from ghosttalk.ops.bans import IPAddress
 
 # Remote candidates one connection may have checked (trickled and in descriptions together, each transport
 # address once): a browser sends a handful to a dozen or so, one per interface, STUN and TURN server.

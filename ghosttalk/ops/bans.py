@@ -18,8 +18,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from ghosttalk.config import IPAddress, IPNetwork
 
 
 class BanFileError(Exception):

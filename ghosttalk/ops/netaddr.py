@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from aiohttp import web
 from yarl import URL
 
-from ghosttalk.config import IPNetwork
-from ghosttalk.ops.bans import IPAddress, parse_address
+from ghosttalk.config import IPAddress, IPNetwork
+from ghosttalk.ops.bans import parse_address
 
 
 def _trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
