@@ -25,7 +25,7 @@ from ghosttalk.version import commit, version
 CONTRACT_IDS = ("nickname", "btn-join", "room-view", "btn-mute", "btn-leave", "btn-copy", "btn-mixer")
 PAGE_TEMPLATES = ("index.html", "room.html", "error.html")
 JS_DIR = STATIC_DIR / "js"
-PAGE_SCRIPTS = sorted(p for p in JS_DIR.glob("*.js") if p.name != "admin.js")
+PAGE_SCRIPTS = sorted(JS_DIR.glob("*.js"))
 
 
 async def make_client(config: Config) -> TestClient[web.Request, web.Application]:

@@ -2,7 +2,8 @@
 // The operator panel: polls the /admin JSON API and offers ban, unban and kick.
 // Every value from the server is written with textContent: nicknames and rooms are chosen by strangers.
 
-import { byId } from "./dom.js";
+import { AdminApi, ApiError, storedKey, storeKey, takeKeyFromAddress } from "./admin-api.js";
+import { byId, el } from "./dom.js";
 
 // The /admin API's answers, as far as the panel reads them.
 /**
@@ -39,98 +40,10 @@ import { byId } from "./dom.js";
 
 const POLL_MS = 2000;
 const EVENTS_SHOWN = 200;
-// Kept for this tab only, so that a reload does not ask again; closing the tab forgets it.
-const KEY_STORE = "ghosttalk-admin-key";
 
 const $ = byId;
 
-// The key may come in the address (/admin#key=K, or /admin?key=K as the original had it). It is read once and
-// taken out of the address bar at once, so that it stays in neither the history nor a bookmark; from then on
-// it travels only in the X-Admin-Key header, which proxies do not write to their access logs.
-function takeKeyFromAddress() {
-  const url = new URL(window.location.href);
-  const fragment = new URLSearchParams(url.hash.slice(1));
-  const found = fragment.get("key") ?? url.searchParams.get("key");
-  if (found === null) return null;
-  fragment.delete("key");
-  url.searchParams.delete("key");
-  url.hash = fragment.toString();
-  window.history.replaceState(window.history.state, "", url.href);
-  return found;
-}
-
-function storedKey() {
-  try {
-    return window.sessionStorage.getItem(KEY_STORE);
-  } catch {
-    return null; // storage disabled: the key lives as long as the page
-  }
-}
-
-/** @param {string | null} value */
-function storeKey(value) {
-  try {
-    if (value) window.sessionStorage.setItem(KEY_STORE, value);
-    else window.sessionStorage.removeItem(KEY_STORE);
-  } catch {
-    // As above: without storage a reload asks for the key again.
-  }
-}
-
-// A proxy that injects X-Admin-Key itself works too: with no key here the first call shows whether it does.
-let key = takeKeyFromAddress() ?? storedKey();
-
-class ApiError extends Error {
-  /**
-   * @param {number} status
-   * @param {string} message
-   * @param {string | null} [retryAfter] seconds, as the server's Retry-After header said
-   */
-  constructor(status, message, retryAfter = null) {
-    super(message);
-    this.status = status;
-    this.retryAfter = retryAfter;
-  }
-}
-
-/**
- * @param {string} action
- * @param {{ method?: string, params?: Record<string, string> }} [options]
- * @returns {Promise<unknown>} the JSON answer; callers know its shape from the action
- */
-async function api(action, { method = "GET", params = {} } = {}) {
-  const query = new URLSearchParams({ action, ...params });
-  /** @type {Record<string, string>} */
-  const headers = key ? { "X-Admin-Key": key } : {};
-  const response = await fetch(`/admin?${query}`, { method, headers, cache: "no-store" });
-  /** @type {unknown} */
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // A proxy error page is not JSON; the status line below still says what happened.
-  }
-  if (!response.ok) {
-    const error = typeof body === "object" && body !== null && "error" in body ? body.error : null;
-    const message = typeof error === "string" ? error : `HTTP ${response.status}`;
-    throw new ApiError(response.status, message, response.headers.get("Retry-After"));
-  }
-  return body;
-}
-
-/**
- * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag
- * @param {string | number | null} [text]
- * @param {string} [className]
- * @returns {HTMLElementTagNameMap[K]}
- */
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (className) node.className = className;
-  return node;
-}
+const admin = new AdminApi(takeKeyFromAddress() ?? storedKey());
 
 /**
  * @param {string} label
@@ -303,10 +216,10 @@ let stopped = true;
 
 async function refresh() {
   const answers = await Promise.all([
-    api("stats"),
-    api("rooms"),
-    api("bans"),
-    api("logs", { params: { n: String(EVENTS_SHOWN) } }),
+    admin.call("stats"),
+    admin.call("rooms"),
+    admin.call("bans"),
+    admin.call("logs", { params: { n: String(EVENTS_SHOWN) } }),
   ]);
   const [stats, rooms, bans, logs] = /** @type {[Stats, { rooms: AdminRoom[] }, { bans: string[] }, LogEvent[]]} */ (
     answers
@@ -334,7 +247,7 @@ function showLogin(text) {
 /** @param {unknown} error */
 function showFailure(error) {
   if (error instanceof ApiError && error.status === 401) {
-    key = null;
+    admin.key = null;
     storeKey(null);
     showLogin("Wrong or missing admin key.");
     return;
@@ -371,20 +284,20 @@ function schedulePoll() {
 // the few the server allows an address, not one per call that a refresh makes. Never rejects.
 async function start() {
   try {
-    await api("bans");
+    await admin.call("bans");
     await refresh();
   } catch (error) {
     if (error instanceof ApiError && error.status === 429) {
       showLogin(`Too many wrong keys from your address; try again in ${error.retryAfter || "a few"} s.`);
     } else if (error instanceof ApiError && error.status === 401) {
-      if (key) showFailure(error);
+      if (admin.key) showFailure(error);
       else showLogin(""); // no key here and no proxy adding one: ask for it
     } else {
       showLogin(`Cannot reach the server: ${messageOf(error)}`);
     }
     return;
   }
-  storeKey(key);
+  storeKey(admin.key);
   $("login").hidden = true;
   $("panel").hidden = false;
   stopped = false;
@@ -396,7 +309,7 @@ function onLoginSubmit(event) {
   event.preventDefault();
   const input = $("login-key", HTMLInputElement);
   if (!input.value) return;
-  key = input.value;
+  admin.key = input.value;
   input.value = "";
   void start();
 }
@@ -409,7 +322,7 @@ function onLoginSubmit(event) {
  */
 async function act(action, params, done) {
   try {
-    const result = /** @type {Record<string, unknown>} */ (await api(action, { method: "POST", params }));
+    const result = /** @type {Record<string, unknown>} */ (await admin.call(action, { method: "POST", params }));
     setMessage(done(result));
     await refresh();
   } catch (error) {
@@ -467,7 +380,7 @@ $("login-form").addEventListener("submit", onLoginSubmit);
 window.addEventListener("hashchange", () => {
   const found = takeKeyFromAddress();
   if (found === null) return;
-  key = found;
+  admin.key = found;
   void start();
 });
 document.addEventListener("visibilitychange", () => {

@@ -1,6 +1,6 @@
 // @ts-check
-// Typed look-ups in the page's own markup. A missing or different element is a bug in the page, so it
-// throws at once with the id or selector rather than failing later on a null.
+// Typed look-ups in the page's own markup, and text-only element creation. A missing or different element is
+// a bug in the page, so a look-up throws at once with the id or selector rather than failing later on a null.
 
 /**
  * The element with this id, checked to be a `type` (HTMLElement unless given).
@@ -10,11 +10,7 @@
  * @returns {T}
  */
 export function byId(id, type) {
-  const el = document.getElementById(id);
-  const wanted = type ?? HTMLElement;
-  if (!(el instanceof wanted)) throw new Error(`#${id}: ${el ? 'not a ' + wanted.name : 'missing'}`);
-  // Checked just above; the default (HTMLElement when no type is given) is what T defaults to.
-  return /** @type {T} */ (/** @type {unknown} */ (el));
+  return checked(document.getElementById(id), `#${id}`, type);
 }
 
 /**
@@ -26,9 +22,34 @@ export function byId(id, type) {
  * @returns {T}
  */
 export function find(root, selector, type) {
-  const el = root.querySelector(selector);
+  return checked(root.querySelector(selector), selector, type);
+}
+
+/**
+ * @template {Element} T
+ * @param {Element | null} el
+ * @param {string} what the id or selector, for the error
+ * @param {{ new (): T, prototype: T } | undefined} type
+ * @returns {T}
+ */
+function checked(el, what, type) {
   const wanted = type ?? HTMLElement;
-  if (!(el instanceof wanted)) throw new Error(`${selector}: ${el ? 'not a ' + wanted.name : 'missing'}`);
+  if (!(el instanceof wanted)) throw new Error(`${what}: ${el ? 'not a ' + wanted.name : 'missing'}`);
   // Checked just above; the default (HTMLElement when no type is given) is what T defaults to.
   return /** @type {T} */ (/** @type {unknown} */ (el));
+}
+
+/**
+ * A new element holding `text` as text (never as markup: what it shows may come from strangers).
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string | number | null} [text]
+ * @param {string} [className]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+export function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
 }
