@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from ghosttalk.client.participant import Client
-from ghosttalk.server.admin import FailureThrottle
+from ghosttalk.ops.limits import KeyedRateLimiter
 from tests.support.adminapi import KEY, admin, logged
 from tests.support.eventually import eventually
 from tests.support.room import clients
@@ -124,17 +124,17 @@ async def test_ipv4_wrong_keys_are_throttled_per_address(http: aiohttp.ClientSes
 
 
 def test_failure_throttle_arithmetic_and_bounded_table() -> None:
-    throttle = FailureThrottle(rate=5 / 60, burst=10, max_keys=3)
+    throttle = KeyedRateLimiter(rate=5 / 60, burst=10, max_keys=3)
     for _ in range(10):
         assert throttle.retry_after("a", now=0.0) == 0
-        throttle.fail("a", now=0.0)
+        throttle.take("a", now=0.0)
     assert throttle.retry_after("a", now=0.0) == pytest.approx(12.0)  # one attempt back every 12 s
     assert throttle.retry_after("a", now=6.0) == pytest.approx(6.0)
     assert throttle.retry_after("a", now=12.0) == 0
     assert throttle.retry_after("b", now=0.0) == 0
     # A full table forgets buckets that have refilled, then the oldest: it never grows past max_keys.
     for index, key in enumerate(("b", "c", "d", "e", "f")):
-        throttle.fail(key, now=float(index))
+        throttle.take(key, now=float(index))
         assert len(throttle) <= 3
     assert throttle.retry_after("f", now=4.0) == 0  # one failure of ten: not locked
 

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from ghosttalk.ops.bans import BANS, entry_text, normalise
 from ghosttalk.ops.eventlog import EVENTS
-from ghosttalk.ops.limits import TokenBucket
+from ghosttalk.ops.limits import KeyedRateLimiter
 from ghosttalk.ops.netaddr import client_ip, limit_key
 from ghosttalk.server.lifecycle import CONFIG, MEDIA, SHUTTING_DOWN, STARTED_AT
 from ghosttalk.server.overview import candidate_types, internals, snapshot
@@ -47,7 +47,6 @@ AUTH_FAILURE_LOG_INTERVAL = 10.0
 # locked out; a guesser gets about 7,200 tries a day per /64 instead of thousands a second.
 AUTH_FAILURE_BURST = 10
 AUTH_FAILURES_PER_SECOND = 5 / 60
-AUTH_THROTTLE_MAX_KEYS = 100_000
 
 Params = Mapping[str, str]
 
@@ -73,47 +72,6 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-class FailureThrottle:
-    """Failed attempts per key: ``burst`` at once, refilled at ``rate`` per second; an empty bucket locks out.
-
-    Buckets that have refilled completely are forgotten when the table is full, so it holds only the keys
-    that failed lately; if it is still full, the oldest entry goes (an attacker spread over that many /64s
-    could otherwise grow it without bound)."""
-
-    def __init__(self, rate: float, burst: float, max_keys: int = AUTH_THROTTLE_MAX_KEYS) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_keys = max_keys
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def retry_after(self, key: str, now: float | None = None) -> float:
-        """Seconds until ``key`` may try again; 0 when it may now."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return 0.0
-        now = time.monotonic() if now is None else now
-        tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
-
-    def fail(self, key: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self.max_keys:
-                self._prune(now)
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, updated=now)
-        bucket.take(now)
-
-    def _prune(self, now: float) -> None:
-        for key in [key for key, bucket in self._buckets.items() if bucket.full(now)]:
-            del self._buckets[key]
-        while len(self._buckets) >= self.max_keys:
-            del self._buckets[next(iter(self._buckets))]
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-
 class AdminPanel:
     def __init__(self) -> None:
         environment = jinja2.Environment(
@@ -125,7 +83,7 @@ class AdminPanel:
         self._failures_unlogged = 0
         self._throttled_unlogged = 0
         self._last_failure_log = float("-inf")
-        self._throttle = FailureThrottle(AUTH_FAILURES_PER_SECOND, AUTH_FAILURE_BURST)
+        self._throttle = KeyedRateLimiter(AUTH_FAILURES_PER_SECOND, AUTH_FAILURE_BURST)
         self._actions: dict[str, Callable[[web.Request, Params], Awaitable[web.Response]]] = {
             "stats": self._stats,
             "logs": self._logs,
@@ -158,7 +116,7 @@ class AdminPanel:
                 return _plain(429, f"429 Too Many Requests: {text}\n", headers)
             return _error(429, text, headers)
         if not self._authorised(request, offered):
-            self._throttle.fail(key)
+            self._throttle.take(key)
             self._log_auth_failure(request, throttled=False)
             if action is None:
                 return _plain(401, "401 Unauthorized: wrong or missing admin key; open /admin to sign in\n")
