@@ -11,9 +11,9 @@ from typing import Any
 from aiortc import RTCDtlsTransport, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
-from ghosttalk.contract import IceCandidate, SignalingError
+from ghosttalk.contract import IceCandidate
 from ghosttalk.media.aiortc_adapter.ice import Address, selected_candidate_type
-from ghosttalk.media.description import MAX_CANDIDATES, Admission, CandidateFilter
+from ghosttalk.media.description import Admission, CandidateFilter
 from ghosttalk.media.negotiation import Negotiation
 
 # How long ICE_CONNECTED waits for the trickled candidate behind a peer-reflexive address.
@@ -34,7 +34,7 @@ class TrickledCandidates:
         self._negotiation = negotiation
         self._filter = candidate_filter
         self._send = send
-        # Candidates wait here for the first offer; the filter lets at most MAX_CANDIDATES in, ever.
+        # Candidates wait here for the first offer; the filter lets at most its limit in, ever.
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         # Address -> type of every candidate the peer trickled (for the honest ICE_CONNECTED type).
         self._signalled: dict[Address, str] = {}
@@ -54,7 +54,7 @@ class TrickledCandidates:
             # Dropped ones too: a relay behind a private address connects as prflx, and is reported as relay.
             self._signalled[(str(parsed.address), parsed.port)] = parsed.type
         if admission is Admission.OVER_LIMIT:
-            raise SignalingError(f"too many candidates: at most {MAX_CANDIDATES} per connection are checked")
+            raise self._filter.over_limit()
         if admission is not Admission.CHECK:
             return
         self._queue.put_nowait({"candidate": line, "sdpMid": mid, "sdpMLineIndex": index})

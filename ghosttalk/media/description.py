@@ -174,6 +174,10 @@ class CandidateFilter:
         self._checked.add((address, port))
         return Admission.CHECK, candidate
 
+    def over_limit(self) -> SignalingError:
+        """What a client is told for a candidate past the limit (trickled or in a description)."""
+        return SignalingError(f"too many candidates: at most {self._limit} per connection are checked")
+
     def _counted(self, admission: Admission) -> Admission:
         self._dropped(admission)
         return admission
@@ -197,7 +201,7 @@ class CandidateFilter:
             self._refused(str(exc))
             return False
         if admission is Admission.OVER_LIMIT:
-            self._refused(f"too many candidates: at most {self._limit} per connection are checked")
+            self._refused(str(self.over_limit()))
         return admission in (Admission.CHECK, Admission.DUPLICATE)
 
 
