@@ -187,10 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_main(args)
     # Settings first: a bad value is reported at once, before the server's imports take their second.
     resolved = parse_settings(args)
-    # Before anything imports aiortc: the server forwards audio untouched and never needs FFmpeg.
-    from ghosttalk.media.pyav_standin import keep_pyav_out
+    # The server's imports keep out what it never uses (FFmpeg, an mDNS resolver, the CA store of aiohttp's client).
+    from ghosttalk.server.footprint import load_serve
 
-    keep_pyav_out()
-    from ghosttalk.server.process import serve
-
-    return serve(resolved.config, resolved.file)
+    return load_serve()(resolved.config, resolved.file)

@@ -12,7 +12,6 @@ are timings that tests tune directly; operators have never needed them.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import tomllib
@@ -33,6 +32,11 @@ LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (
 # Wrong keys are throttled per address, but a short key typed by hand ("admin", "secret1") falls to the first
 # guesses of any list; a floor of 16 characters turns away those keys and leaves room for generated ones.
 MIN_ADMIN_KEY_CHARS = 16
+
+# The largest room a server can be set up for (rooms past FORWARD_ALL_UP_TO forward only the loudest
+# speakers; see ghosttalk.media.selection, which keeps the same figure).
+MAX_ROOM_PEERS = 100
+FORWARD_ALL_UP_TO = 10
 
 # Seconds between heartbeat pings; not a setting, but the heartbeat-timeout help quotes it.
 HEARTBEAT_INTERVAL = 5.0
@@ -91,6 +95,20 @@ def positive_whole(text: str) -> int:
     value = whole(text)
     if value <= 0:
         raise BadValue(f"{text} must be greater than zero")
+    return value
+
+
+def room_size(text: str) -> int:
+    value = positive_whole(text)
+    if value > MAX_ROOM_PEERS:
+        raise BadValue(f"{text} is more than {MAX_ROOM_PEERS} people")
+    return value
+
+
+def forwarded_speakers(text: str) -> int:
+    value = whole(text)
+    if not 0 <= value < FORWARD_ALL_UP_TO:
+        raise BadValue(f"{text} is not 0-{FORWARD_ALL_UP_TO - 1} (0 forwards everyone)")
     return value
 
 
@@ -281,7 +299,10 @@ class Config:
         csv))
     # Limits
     max_room_peers: int = field(default=10, metadata=setting(
-        "max-room-peers", "people per room; the next one gets 'Room full'", positive_whole))
+        "max-room-peers", f"people per room, at most {MAX_ROOM_PEERS}; the next one gets 'Room full'", room_size))
+    max_forwarded_speakers: int = field(default=3, metadata=setting(
+        "max-forwarded-speakers", f"in rooms of more than {FORWARD_ALL_UP_TO} people, each person hears only this "
+        "many of the loudest speakers (0: everyone, however large the room)", forwarded_speakers))
     max_rooms: int = field(default=1000, metadata=setting("max-rooms", "rooms at once", positive_whole))
     max_peers: int = field(default=5000, metadata=setting(
         "max-peers", "people on the server at once", positive_whole))
@@ -388,6 +409,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _suggestion(key: str) -> str:
+    # Only a misspelt key in a config file gets here: difflib (and what it imports) stays out of the server.
+    import difflib
+
     spelled = key.strip("-").lower().replace("_", "-")
     candidates = [spelled] if spelled in _BY_FLAG else difflib.get_close_matches(spelled, _BY_FLAG, n=1)
     return f" (did you mean {candidates[0]!r}?)" if candidates else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import aioice
 import aiortc
 import pylibsrtp
-from aioice.ice import Connection, StunProtocol
+from aioice.ice import CandidatePair, Connection, StunProtocol
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -43,6 +44,12 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
     assert parameters[:3] == ["self", "component", "addresses"]
     assert "_protocols" in inspect.getsource(Connection.__init__)
     assert "_nominated" in inspect.getsource(Connection.__init__)
+    # Checks at once (ice.check_at_once): connect() paces checks through the per-instance-overridable
+    # _check_periodic, on the check list's pairs, each started by check_start_task.
+    assert "if not self._check_periodic():" in inspect.getsource(Connection.connect)
+    assert "self._check_list" in inspect.getsource(Connection.__init__)
+    assert list(inspect.signature(Connection.check_start_task).parameters) == ["self", "pair"]
+    assert {"FROZEN", "WAITING"} <= set(CandidatePair.State.__members__)
     assert {"datagram_received", "send_stun", "close"} <= set(vars(StunProtocol))
     assert "data_received" in vars(Connection)
     # Receive path: the per-instance hook, the SRTP sessions and the statistics class we feed.
@@ -57,6 +64,7 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
         assert f"self.{name}" in sender_init, name
     assert "self._track_id" in inspect.getsource(RTCRtpSender.replaceTrack)
     assert "self._codecs" in inspect.getsource(RTCRtpTransceiver.__init__)
+    assert "self._headerExtensions" in inspect.getsource(RTCRtpTransceiver.__init__)
     # Re-offers: createOffer resets codecs from the module-level defaults and never awaits (so a swap around
     # the call is atomic).
     offer_source = inspect.getsource(RTCPeerConnection.createOffer)
@@ -119,6 +127,55 @@ def test_the_private_hooks_still_exist_with_the_expected_shape() -> None:
         if "._role = " in source.replace("self._role = role", "").replace('self._role = "auto"', "")
     ]
     assert role_writers == [], "_role is written somewhere other than _set_role"
+
+
+async def _exchange(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    for pc in (offerer, answerer):
+        negotiation.forget_what_aiortc_no_longer_reads(pc)
+
+
+async def test_connections_renegotiate_after_what_aiortc_no_longer_reads_is_forgotten() -> None:
+    # aiortc reads each side's current description only when that side has no pending one (so a current one
+    # behind a pending one can go), and only through these two accessors.
+    source = inspect.getsource(RTCPeerConnection)
+    for side in ("Local", "Remote"):
+        accessor = f"return self.__pending{side}Description or self.__current{side}Description"
+        assert accessor in source
+        reads = re.findall(rf"self\.__current{side}Description(?!\s*(?::[^=\n]*)?=)", source)
+        assert len(reads) == 1, reads
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        offerer.addTransceiver("audio")
+        offerer.createDataChannel("heartbeat")
+        await _exchange(offerer, answerer)
+        kept = [getattr(answerer, name) for name in (negotiation._PENDING_REMOTE, negotiation._CURRENT_REMOTE)]
+        lines = [media for description in kept if description is not None for media in description.media]
+        assert len(lines) == 2
+        assert not any(media.ice_candidates or media.rtp.codecs or media.rtp.headerExtensions for media in lines)
+        # Each side offers a new line afterwards; both connect, and every line keeps the codecs it agreed.
+        for first, second in ((answerer, offerer), (offerer, answerer)):
+            first.addTransceiver("audio")
+            await _exchange(first, second)
+        await eventually(
+            lambda: (offerer.connectionState, answerer.connectionState), 10, what="both connected",
+            until=lambda states: states == ("connected", "connected"),
+        )  # fmt: skip
+        for pc in (offerer, answerer):
+            # Behind each pending description, the current one of that side is gone.
+            for pending, current in (
+                (negotiation._PENDING_LOCAL, negotiation._CURRENT_LOCAL),
+                (negotiation._PENDING_REMOTE, negotiation._CURRENT_REMOTE),
+            ):
+                assert getattr(pc, pending) is None or getattr(pc, current) is None
+            assert len(pc.getTransceivers()) == 3
+            assert all(t._codecs and t._codecs[0].mimeType == "audio/opus" for t in pc.getTransceivers())
+    finally:
+        await offerer.close()
+        await answerer.close()
 
 
 async def test_a_fresh_connection_exposes_what_the_adapter_reads() -> None:
@@ -252,8 +309,10 @@ async def test_a_pinned_dtls_role_outlives_answers_that_claim_the_other() -> Non
 
 STANDIN_PROBE = """
 import asyncio, sys
-from ghosttalk.media.pyav_standin import PyAVUnavailable, keep_pyav_out, pyav_is_stood_in
-assert keep_pyav_out()
+from ghosttalk.media.pyav_standin import (
+    PyAVUnavailable, keep_mdns_out, keep_pyav_out, mdns_is_stood_in, pyav_is_stood_in,
+)
+assert keep_pyav_out() and keep_mdns_out()
 import ghosttalk.server.process  # everything the server imports, aiortc included
 from aiortc import RTCPeerConnection
 
@@ -274,7 +333,8 @@ async def negotiate() -> None:
     await answerer.close()
 
 asyncio.run(negotiate())
-assert pyav_is_stood_in()
+assert pyav_is_stood_in() and mdns_is_stood_in()
+assert "dns" not in sys.modules  # aioice's resolver would have brought dnspython
 import av
 try:
     av.AudioFrame()
@@ -284,6 +344,13 @@ else:
     raise AssertionError("a PyAV placeholder could be instantiated")
 print("ffmpeg mapped:", any("libavcodec" in line for line in open("/proc/self/maps")))
 """
+
+
+def test_the_mdns_stand_in_has_every_name_aioice_uses() -> None:
+    """aioice.ice reads these three names of aioice.mdns (ghosttalk.media.pyav_standin stands in for them)."""
+    used = set(re.findall(r"\bmdns\.(\w+)", inspect.getsource(aioice.ice)))
+    assert used == {"MDnsProtocol", "create_mdns_protocol", "is_mdns_hostname"}
+    assert "from . import mdns" in inspect.getsource(aioice.ice)
 
 
 def test_aiortc_imports_and_connects_with_pyav_stood_in() -> None:

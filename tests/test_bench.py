@@ -40,7 +40,7 @@ def check_shape(line: dict[str, object]) -> None:
 def test_smoke_run_prints_one_complete_json_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ghosttalk", "bench", "--rooms", "1", "--per-room", "3", "--speakers", "3",
-         "--seconds", "3", "--warmup", "1", "--late-joiner"],
+         "--seconds", "3", "--warmup", "1", "--late-joiners", "2", "--join-burst", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -55,7 +55,15 @@ def test_smoke_run_prints_one_complete_json_line() -> None:
     # Measured from the server's side too: its own counter and its own process.
     assert report["server_packets_forwarded"] > 0
     assert report["server_cpu_seconds"] is not None and report["server_rss_peak_mb"] > 0
-    assert report["late_joiner_ms"] is not None, "the late joiner heard every speaker"
+    # Every late joiner and everyone in the burst heard every speaker, and each step of a join was seen.
+    assert (report["late_joiners"], report["late_join_heard_all"]) == (2, 2), result.stderr
+    assert report["late_join_p50_ms"] is not None and report["late_join_p99_ms"] is not None
+    steps = ["welcome", "offer_sent", "answer", "ice", "dtls"]
+    assert all(report[f"late_join_{step}_ms"] is not None for step in steps), report
+    assert report["late_join_server_offers"] is not None
+    assert (report["join_burst"], report["join_burst_heard_all"]) == (2, 2), result.stderr
+    assert report["join_burst_all_ms"] is not None and report["join_burst_p99_ms"] is not None
+    assert "late join" in result.stderr and "join burst" in result.stderr
     assert "delivery" in result.stderr and "server" in result.stderr
 
 
@@ -63,11 +71,11 @@ def test_medians_and_the_plot_from_reports(tmp_path: Path) -> None:
     # Every field 1 (or 1.0 where it is a float), then three runs that differ.
     ones = {name: 1.0 if float in (typing.get_args(hint) or (hint,)) else 1 for name, hint in FIELDS.items()}
     base = RunReport(**ones)
-    runs = [dataclasses.replace(base, server_cpu_us_per_packet=v, packets_received=n, late_joiner_ms=None)
+    runs = [dataclasses.replace(base, server_cpu_us_per_packet=v, packets_received=n, late_join_server_offer_ms=None)
             for v, n in ((30.0, 10), (10.0, 30), (20.0, 20))]  # fmt: skip
     median = median_report(runs)
     assert (median.server_cpu_us_per_packet, median.packets_received, median.runs) == (20.0, 20, 3)
-    assert median.late_joiner_ms is None
+    assert median.late_join_server_offer_ms is None
     check_shape(orjson.loads(median.json_line()))
     out = tmp_path / "sweep.png"
     plot_sweep([median, dataclasses.replace(median, streams=8, latency_p99_ms=2.0)], out)

@@ -15,8 +15,10 @@ from ghosttalk.contract import (
     ClientMessage,
     CloseCode,
     ErrorMessage,
+    Forwarding,
     Heartbeat,
     IceCandidate,
+    Levels,
     MessageRefused,
     MessageType,
     Mute,
@@ -141,10 +143,20 @@ EVERY_MESSAGE: list[tuple[ClientMessage | ServerMessage, dict[str, Any]]] = [
         {"type": "room_state", "self_id": "a1", "peers": [
             {"id": "a1", "name": "Ann", "muted": False}, {"id": "b2", "name": "Bob", "muted": True}]},
     ),
+    (
+        RoomState("a1", (ANN,), receive_lines=2),
+        {"type": "room_state", "self_id": "a1", "peers": [{"id": "a1", "name": "Ann", "muted": False}],
+         "receive_lines": 2},
+    ),
     (PeerJoin(ANN), {"type": "peer_join", "peer": {"id": "a1", "name": "Ann", "muted": False}}),
     (PeerUpdate(ANN), {"type": "peer_update", "peer": {"id": "a1", "name": "Ann", "muted": False}}),
     (PeerLeave("a1"), {"type": "peer_leave", "peer_id": "a1"}),
     (ErrorMessage("Room full"), {"type": "error", "message": "Room full"}),
+    (
+        Forwarding({"line-0": "a1", "line-1": None}),
+        {"type": "forwarding", "lines": {"line-0": "a1", "line-1": None}},
+    ),
+    (Levels({"a1": 30, "b2": 127}), {"type": "levels", "levels": {"a1": 30, "b2": 127}}),
 ]
 
 
@@ -155,7 +167,8 @@ def test_every_message_travels_as_the_contract_says_and_parses_back(
     assert wire(message) == json
     if isinstance(message, Offer | Answer | Candidate | Heartbeat | Mute):
         assert parse_client_message(orjson.dumps(json)) == message
-    if isinstance(message, RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage):
+    server_types = RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels
+    if isinstance(message, server_types):
         assert parse_server_message(json) == message
 
 
@@ -168,10 +181,16 @@ def test_every_type_has_a_message() -> None:
     [
         {"type": "room_state", "self_id": 1, "peers": []},
         {"type": "room_state", "self_id": "a1", "peers": [{"id": "b2", "name": "Bob"}]},
+        {"type": "room_state", "self_id": "a1", "peers": [], "receive_lines": -1},
+        {"type": "room_state", "self_id": "a1", "peers": [], "receive_lines": True},
         {"type": "peer_join", "peer": None},
         {"type": "peer_update", "peer": {"id": "a1", "name": "Ann", "muted": 0}},
         {"type": "peer_leave"},
         {"type": "error", "message": None},
+        {"type": "forwarding", "lines": ["a1"]},
+        {"type": "forwarding", "lines": {"line-0": 3}},
+        {"type": "levels", "levels": {"a1": 128}},
+        {"type": "levels", "levels": {"a1": True}},
     ],
 )
 def test_malformed_server_messages_are_refused(data: dict[str, Any]) -> None:

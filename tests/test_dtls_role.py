@@ -1,12 +1,14 @@
 """The DTLS role is settled by the first offer/answer exchange and never changes.
 
-The server answers a joiner's offer ``a=setup:active`` (it is the DTLS client), then re-offers ``actpass`` at
-once to add the heartbeat channel and the other people's streams. Firefox answers that re-offer ``passive`` on
-its audio section but ``active`` on the new ``m=application`` section of the same BUNDLE group; Pion answers
-``active`` to every re-offer. aiortc applies each section's ``a=setup`` to the one shared transport, the last
-winning, which made the server a DTLS server too. These tests play both stacks with the headless client (its
-own connection keeps its real role; only the answer it sends is rewritten), with the re-answer landing before,
-during and after the DTLS handshake, and want audio both ways and a working heartbeat channel in the end.
+The server answers a joiner's offer ``a=setup:active`` (it is the DTLS client), then, to a joiner that offered
+no receive lines (Pion; the clients here act so), re-offers ``actpass`` at once to add the heartbeat channel
+and the other people's streams; to everyone it re-offers as people come and go. Firefox answers that
+re-offer ``passive`` on its audio section but ``active`` on the new ``m=application`` section of the same
+BUNDLE group; Pion answers ``active`` to every re-offer. aiortc applies each section's ``a=setup`` to the one
+shared transport, the last winning, which made the server a DTLS server too. These tests play both stacks
+with the headless client (its own connection keeps its real role; only the answer it sends is rewritten),
+with the re-answer landing before, during and after the DTLS handshake, and want audio both ways and a
+working heartbeat channel in the end.
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ async def test_a_reanswer_before_the_handshake_keeps_the_role(shared_server: Ser
     talker = await Client(shared_server.url, room, "talker").connect()
     gate = DtlsGate(blackout=True)
     writer = AnswerWriter(STACKS[stack])
-    joiner = Client(shared_server.url, room, stack, ClientOptions(network=gate, rewrite_answer=writer))
+    options = ClientOptions(network=gate, rewrite_answer=writer, receive_lines=False)
+    joiner = Client(shared_server.url, room, stack, options)
     async with joining_in_background(joiner, talker) as joining:
         # No datagram passes until the rewritten re-answer has been applied by the server.
         await talker.wait_for(lambda: joiner.answers_sent > 0 or joining.done(), 10)
@@ -154,7 +157,8 @@ async def test_a_reanswer_during_the_handshake_keeps_the_role(shared_server: Ser
     talker = await Client(shared_server.url, room, "talker").connect()
     gate = DtlsGate(hold_after_first_dtls=True)
     writer = AnswerWriter(STACKS[stack], hold=True)
-    joiner = Client(shared_server.url, room, stack, ClientOptions(network=gate, rewrite_answer=writer))
+    options = ClientOptions(network=gate, rewrite_answer=writer, receive_lines=False)
+    joiner = Client(shared_server.url, room, stack, options)
     async with joining_in_background(joiner, talker) as joining:
         # The server (the DTLS client) has sent its ClientHello, the client's reply is held, and so is the
         # client's answer to the re-offer: the server's handshake is under way when the answer lands.
@@ -172,7 +176,8 @@ async def test_a_reanswer_after_the_handshake_keeps_the_role(shared_server: Serv
     room = f"role-after-{stack}"
     talker = await Client(shared_server.url, room, "talker").connect()
     writer = AnswerWriter(STACKS[stack], hold=True)
-    joiner = await Client(shared_server.url, room, stack, ClientOptions(rewrite_answer=writer)).connect()
+    options = ClientOptions(rewrite_answer=writer, receive_lines=False)
+    joiner = await Client(shared_server.url, room, stack, options).connect()
     try:
         # The talker hears the joiner: the server has finished its handshake and derived its SRTP keys.
         await hears(talker, joiner)

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aioice import stun
 from aioice.candidate import Candidate
-from aioice.ice import Connection
+from aioice.ice import CandidatePair, Connection
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.sdp import SessionDescription
@@ -24,6 +24,7 @@ from ghosttalk.media.aiortc_adapter.ice import (
     DTLS_ERRORS_IN_A_ROW,
     Address,
     SharedSocketStunProtocol,
+    check_at_once,
     gather_on_shared_socket,
     guard_dtls_receive,
 )
@@ -335,3 +336,30 @@ async def test_a_check_naming_another_peer_ufrag_is_dropped_once_the_peer_is_kno
     connection.remote_username = REMOTE_UFRAG
     mux.datagram_received(check(connection), ("198.51.100.1", 4000))
     assert mux.mapping_counts() == (1, 1)
+
+
+async def test_pending_checks_start_at_once_and_the_pacing_loop_ends_once_there_is_a_pair() -> None:
+    """aioice's connect() starts one check per 20 ms tick and notices a completed check list only at the next
+    tick, so DTLS waited up to 20 ms per side on every join. With checks at once, every pending pair is
+    checked now and connect() goes straight to waiting for the check list."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction="sendrecv")
+        check_at_once(pc)
+        check_at_once(pc)  # idempotent: one stand-in, wrapping aioice's own
+        [transport] = list(vars(pc)["_RTCPeerConnection__iceTransports"])
+        checks = vars(transport._connection)["_check_periodic"]
+        assert checks.paced == Connection._check_periodic.__get__(transport._connection)
+    finally:
+        await pc.close()
+    started: list[object] = []
+    paced: list[object] = []
+    connection = SimpleNamespace(_check_list=[], check_start_task=started.append)
+    stand_in = type(checks)(connection, lambda: not paced.append(1))
+    assert stand_in() is True and paced == [1], "no pair yet: aioice's loop goes on, waiting for candidates"
+    states = CandidatePair.State
+    connection._check_list = pairs = [
+        SimpleNamespace(state=state) for state in (states.FROZEN, states.WAITING, states.IN_PROGRESS, states.SUCCEEDED)
+    ]
+    assert stand_in() is False, "the loop ends: connect() waits on the check list itself"
+    assert started == pairs[:2] and paced == [1]

@@ -10,6 +10,7 @@ allowed only where a reason is written down in ``LAZY_IMPORTERS``.
 from __future__ import annotations
 
 import ast
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 import ghosttalk
+from tests.support.calls import TalkingCall
+from tests.support.eventually import eventually
+from tests.support.server import ServerProcess
 
 PACKAGE_DIR = Path(ghosttalk.__file__).parent
 
@@ -48,6 +52,8 @@ ADAPTER_MAY_IMPORT = frozenset({ADAPTER, "ghosttalk.media.rtp"})
 LAZY_IMPORTERS = {
     "ghosttalk.cli": "each command loads its part only when it runs, so `ghosttalk --help` stays fast and "
     "the server process never imports the client or the benchmark",
+    "ghosttalk.server.footprint": "the server's imports start only once the stand-ins and the empty CA file that "
+    "keep unused modules and certificates out of the process are in place",
 }
 
 
@@ -222,3 +228,80 @@ def test_a_cycle_is_found_and_named() -> None:
 def test_imports_are_resolved_at_any_depth(source: str, importer: str, expected: list[str]) -> None:
     found = [module for node, _ in _imports(ast.parse(source)) for module in _resolve(importer, False, node)]
     assert found == expected
+
+
+# What a running server has imported, and what it must not have: serving forwards packets untouched, so no
+# media library (PyAV, numpy, plotting), no mDNS resolver (dnspython: mDNS candidates are dropped before ICE),
+# no C parser (the batched socket's declarations are compiled out of line, ghosttalk.media.mmsg_declarations),
+# and none of the tools built on the client.
+NEVER_IN_THE_SERVER = (
+    "av", "numpy", "matplotlib", "PIL", "dns", "pycparser", "ghosttalk.client", "ghosttalk.benchmark",
+)  # fmt: skip
+
+# Runs ``python -m ghosttalk`` as the server does and, at exit, lists every module it imported with whether
+# it came from a file (the stand-ins of ghosttalk.media.pyav_standin do not), then how many certificates its
+# TLS contexts hold.
+_LISTING_SERVER = """
+import atexit, gc, runpy, ssl, sys
+
+listing = sys.argv.pop(1)
+
+
+def record() -> None:
+    with open(listing, "w") as out:
+        for name, module in sorted(sys.modules.items()):
+            out.write(f"module {name} {getattr(module, '__file__', None) is not None}\\n")
+        contexts = [obj for obj in gc.get_objects() if isinstance(obj, ssl.SSLContext)]
+        out.write(f"certificates {sum(c.cert_store_stats()['x509'] for c in contexts)} in {len(contexts)}\\n")
+
+
+atexit.register(record)
+runpy.run_module("ghosttalk", run_name="__main__", alter_sys=True)
+"""
+
+
+class ListingServer(ServerProcess):
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.listing = data_dir / "modules.txt"
+
+    def command(self) -> list[str]:
+        python, dash_m, package, *flags = super().command()
+        assert (dash_m, package) == ("-m", "ghosttalk")
+        return [python, "-c", _LISTING_SERVER, str(self.listing), *flags]
+
+
+def _imported_from_files(listing: str) -> set[str]:
+    return {line.split()[1] for line in listing.splitlines() if line.startswith("module ") and line.endswith(" True")}
+
+
+async def test_a_running_server_imports_only_what_serving_uses(tmp_path: Path) -> None:
+    server = ListingServer(tmp_path / "server")
+    await asyncio.to_thread(server.start)
+    try:
+        # A call through it first: modules imported on the way (lazily, when someone joins) count too.
+        call = await TalkingCall.join(server.url, "imports", ["ann", "ben"])
+        try:
+            call.start()
+            await eventually(lambda: min(call.delivered(0, 1), call.delivered(1, 0)), 10, what="the call talking",
+                             until=lambda n: n >= 5)  # fmt: skip
+        finally:
+            await call.close()
+    finally:
+        code = await asyncio.to_thread(server.stop)
+    assert code == 0, server.console()[-3000:]
+    listing = server.listing.read_text()
+    imported = _imported_from_files(listing)
+    assert "aiortc.rtcpeerconnection" in imported and "aiohttp.web" in imported  # the listing is the server's
+    assert "ghosttalk.media._mmsg_cffi" in imported  # the batched socket was in use
+    unwanted = sorted(
+        name for name in imported if any(name == bad or name.startswith(bad + ".") for bad in NEVER_IN_THE_SERVER)
+    )
+    assert not unwanted, f"the server imported {unwanted}"
+    # aiohttp's client context, made at import, holds no CA certificates (see ghosttalk.server.footprint).
+    assert "certificates 0 in " in listing, listing.splitlines()[-1]
+
+
+def test_the_listing_tells_real_modules_from_stand_ins() -> None:
+    listing = "module aioice.mdns False\nmodule dns.message True\nmodule av False\ncertificates 0 in 2\n"
+    assert _imported_from_files(listing) == {"dns.message"}

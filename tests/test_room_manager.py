@@ -89,11 +89,15 @@ async def test_a_joiner_learns_the_room_and_the_room_learns_of_the_joiner(start:
     server = await start()
     ann = server.join("blue", "Ann")
     [state] = ann.told()
-    assert state == {"type": "room_state", "self_id": ann.id, "peers": [{"id": ann.id, "name": "Ann", "muted": False}]}
+    assert state == {
+        "type": "room_state", "self_id": ann.id, "peers": [{"id": ann.id, "name": "Ann", "muted": False}],
+        "receive_lines": 0,
+    }  # fmt: skip
     ben = server.join("blue", "Ben")
     assert ann.told() == [{"type": "peer_join", "peer": {"id": ben.id, "name": "Ben", "muted": False}}]
     [state] = ben.told()
     assert [p["name"] for p in state["peers"]] == ["Ann", "Ben"] and state["self_id"] == ben.id
+    assert state["receive_lines"] == 1, "a line for Ann's voice in Ben's first offer"
     other = server.join("green", "Cat")
     assert ann.told() == [] and ben.told() == [], "another room's joins are not announced here"
     assert [p["id"] for p in other.told()[0]["peers"]] == [other.id]

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import random
 import struct
 
+import pytest
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSdesPacket, RtcpSenderInfo, RtcpSourceInfo, RtcpSrPacket
 
-from ghosttalk.media.rtp import build_rtp, parse_rtp, sender_reports
+from ghosttalk.media.rtp import NO_LEVEL, audio_level_extension, build_rtp, parse_rtp, sender_reports
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -57,3 +59,49 @@ def test_sender_reports_are_found_in_a_compound_packet_and_garbage_stops_the_wal
     assert list(sender_reports(b"\x00" + bytes(sr)[1:])) == []
     for data in (b"", b"\x80", b"\x80\xc8\x00", b"\x80\xc8\x00\x00"):
         assert list(sender_reports(data)) == []
+
+
+def _with_extension(profile: int, elements: bytes, payload: bytes = b"opus") -> bytes:
+    padded = elements + bytes(-len(elements) % 4)
+    header = bytes([0x80 | 0x10, 111]) + struct.pack("!HII", 1, 2, 3)
+    return header + struct.pack("!HH", profile, len(padded) // 4) + padded + payload
+
+
+@pytest.mark.parametrize(
+    ("elements", "level"),
+    [
+        (b"\x10\x85", 5),  # id 1 first, as browsers send it; the V bit is not part of the level
+        (b"\x31\x00\x05\x10\x2a", 42),  # after a two-byte element (id 3, transport-wide sequence number)
+        (b"\x00\x00\x10\x7f", 127),  # after padding bytes
+        (b"\x31\x00\x05", NO_LEVEL),  # not there
+        (b"\xf0\x10\x05", NO_LEVEL),  # id 15 ends the block
+        (b"\x21\x00", NO_LEVEL),  # an element claiming more bytes than the block has, then nothing
+    ],
+)
+def test_the_audio_level_is_read_from_its_one_byte_element(elements: bytes, level: int) -> None:
+    view = parse_rtp(_with_extension(0xBEDE, elements), level_id=1)
+    assert view is not None and view.payload == b"opus" and view.level == level
+
+
+def test_no_level_without_its_id_or_in_a_two_byte_block() -> None:
+    for data, level_id in ((_with_extension(0xBEDE, b"\x10\x05"), 0), (_with_extension(0x1000, b"\x01\x01\x05"), 1)):
+        view = parse_rtp(data, level_id)
+        assert view is not None and view.level == NO_LEVEL and view.payload == b"opus"
+
+
+def test_a_client_writes_the_level_the_server_reads() -> None:
+    data = build_rtp(0, 111, 7, 960, 0xCAFE, b"opus", audio_level_extension(3, 33))
+    view = parse_rtp(data, level_id=3)
+    assert view is not None and (view.sequence_number, view.payload, view.level) == (7, b"opus", 33)
+
+
+def test_random_extension_blocks_never_raise() -> None:
+    generator = random.Random(6464)
+    for _ in range(20000):
+        words = generator.randrange(4)
+        block = bytes(generator.getrandbits(8) for _ in range(generator.randrange(4 * words + 6)))
+        header = bytes([0x90 | generator.choice((0, 0x20)), 111]) + struct.pack("!HII", 1, 2, 3)
+        profile = generator.choice((b"\xbe\xde", b"\x10\x00", b"\x00\x00"))
+        data = header + profile + struct.pack("!H", words) + block
+        view = parse_rtp(data, level_id=generator.randrange(16))
+        assert view is None or -1 <= view.level <= 127

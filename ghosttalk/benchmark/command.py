@@ -74,9 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep", type=_room_series, nargs="?", const=_room_series(DEFAULT_SWEEP),
                         metavar="ROOMS,...", help=f"run each room count in turn (default series {DEFAULT_SWEEP})")
     parser.add_argument("--plot", type=Path, metavar="OUT.png",
-                        help="with --sweep: draw CPU per packet and p99 latency against forwarded streams")
-    parser.add_argument("--late-joiner", action="store_true",
-                        help="after the measured window, time a newcomer to room 0 until it hears every speaker")
+                        help="with --sweep: draw CPU per packet, p99 latency and join time against forwarded streams")
+    parser.add_argument("--late-joiners", type=_non_negative_int, default=5, metavar="K",
+                        help="after the measured window, with the speakers still talking, K people join one after "
+                        "another into successive rooms, each timed from its WebSocket opening until it hears "
+                        "every speaker, step by step")
+    parser.add_argument("--join-burst", type=_non_negative_int, default=0, metavar="N",
+                        help="then N people join within one second, spread over the rooms: time until all of "
+                        "them hear everyone")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not keep the local server on CPU 0")
     parser.add_argument("--join-concurrency", type=_positive_int, default=4, help="joins at once per worker")
@@ -94,7 +99,8 @@ def _params(args: argparse.Namespace, rooms: int) -> BenchParams:
         payload_bytes=args.payload_bytes,
         url=args.url.rstrip("/") if args.url else None,
         server_pid=args.server_pid,
-        late_joiner=args.late_joiner,
+        late_joiners=args.late_joiners,
+        join_burst=args.join_burst,
         pin=args.pin and (os.cpu_count() or 1) >= 2,
         join_concurrency=args.join_concurrency,
     )

@@ -16,7 +16,8 @@ import orjson
 @dataclass(slots=True)
 class RunReport:
     """One run (or the medians of several). Server-side figures are None when the server's process is not
-    local (``--url`` without ``--server-pid``) or the late joiner was not asked for."""
+    local (``--url`` without ``--server-pid``); join figures are None when no join got that far (or none was
+    asked for)."""
 
     rooms: int
     per_room: int
@@ -37,9 +38,33 @@ class RunReport:
     latency_p95_ms: float | None
     latency_p99_ms: float | None
     latency_max_ms: float | None
+    # The load's own joins, a few at a time before it starts: connect() until media is up.
     join_p50_ms: float
     join_p99_ms: float
-    late_joiner_ms: float | None
+    # Late joiners, one after another into successive rooms while the load runs (after the measured window):
+    # WebSocket opening -> a packet from every speaker of the room, over those who heard everyone in time.
+    late_joiners: int
+    late_join_heard_all: int
+    late_join_p50_ms: float | None
+    late_join_p99_ms: float | None
+    # The steps of a late join, each in ms from the WebSocket opening (medians over the late joiners).
+    late_join_welcome_ms: float | None
+    late_join_offer_sent_ms: float | None
+    late_join_answer_ms: float | None
+    late_join_ice_ms: float | None
+    late_join_dtls_ms: float | None
+    # The server's first re-offer received, and answered (None: no re-offer came).
+    late_join_server_offer_ms: float | None
+    late_join_server_answer_ms: float | None
+    # Offers from the server before every speaker was heard (median; 0 is one round trip).
+    late_join_server_offers: float | None
+    # --join-burst people joining within one second while the load runs.
+    join_burst: int
+    join_burst_heard_all: int
+    # The first WebSocket opening to the last of them hearing everyone (None unless all of them did).
+    join_burst_all_ms: float | None
+    join_burst_p50_ms: float | None
+    join_burst_p99_ms: float | None
     server_packets_in: int | None
     server_packets_forwarded: int | None
     server_packets_dropped: int | None
@@ -95,11 +120,40 @@ def summary(report: RunReport) -> str:
         f"  latency    p50 {_fmt(report.latency_p50_ms, ' ms')}  p95 {_fmt(report.latency_p95_ms, ' ms')}"
         f"  p99 {_fmt(report.latency_p99_ms, ' ms')}  max {_fmt(report.latency_max_ms, ' ms')}",
         f"  join       p50 {_fmt(report.join_p50_ms, ' ms', 0)}  p99 {_fmt(report.join_p99_ms, ' ms', 0)}"
-        f"  late joiner hears everyone in {_fmt(report.late_joiner_ms, ' ms', 0)}",
+        " (the load's own, connect until media is up)",
+        *_join_lines(report),
         f"  server     {_fmt(report.server_cpu_us_per_packet, ' us', 1)} CPU per forwarded packet"
         f" ({_fmt(report.server_cpu_percent, ' %', 1)} of a core), RSS {_fmt(report.server_rss_mb, ' MB', 1)}"
         f" (peak {_fmt(report.server_rss_peak_mb, ' MB', 1)}, {_fmt(report.rss_per_peer_mb, ' MB', 2)} per peer)",
     ])  # fmt: skip
+
+
+def _join_lines(report: RunReport) -> list[str]:
+    lines = []
+    if report.late_joiners:
+        lines.append(
+            f"  late join  hears everyone p50 {_fmt(report.late_join_p50_ms, ' ms', 0)}"
+            f"  p99 {_fmt(report.late_join_p99_ms, ' ms', 0)}"
+            f" ({report.late_join_heard_all}/{report.late_joiners} in time), from the WebSocket opening:"
+        )
+        lines.append(
+            f"             welcome {_fmt(report.late_join_welcome_ms, '', 0)}"
+            f", offer sent {_fmt(report.late_join_offer_sent_ms, '', 0)}"
+            f", answer {_fmt(report.late_join_answer_ms, '', 0)}"
+            f", ICE {_fmt(report.late_join_ice_ms, '', 0)}"
+            f", DTLS {_fmt(report.late_join_dtls_ms, '', 0)}"
+            f", re-offer {_fmt(report.late_join_server_offer_ms, '', 0)}"
+            f"/answered {_fmt(report.late_join_server_answer_ms, '', 0)} ms"
+            f" ({_fmt(report.late_join_server_offers, '', 1)} offers before hearing everyone)"
+        )
+    if report.join_burst:
+        lines.append(
+            f"  join burst {report.join_burst} within 1 s: all hear everyone after"
+            f" {_fmt(report.join_burst_all_ms, ' ms', 0)}"
+            f"; each p50 {_fmt(report.join_burst_p50_ms, ' ms', 0)}  p99 {_fmt(report.join_burst_p99_ms, ' ms', 0)}"
+            f" ({report.join_burst_heard_all}/{report.join_burst} in time)"
+        )
+    return lines
 
 
 class Progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import secrets
@@ -16,11 +17,11 @@ import aiohttp
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from ghosttalk.benchmark.joins import JoinSample, figures, join_burst, late_joiners
 from ghosttalk.benchmark.report import Progress, RunReport, percentile_ms
 from ghosttalk.benchmark.server import LocalServer, ProcessSample, sample_process
 from ghosttalk.benchmark.workers import (
     PACKET_INTERVAL,
-    PROBE,
     ClientSpec,
     Window,
     WorkerPlan,
@@ -29,11 +30,16 @@ from ghosttalk.benchmark.workers import (
     run_event_loop,
     worker_main,
 )
-from ghosttalk.client.participant import Client, ClientOptions, ReceivedPacket
+from ghosttalk.config import FORWARD_ALL_UP_TO, MAX_ROOM_PEERS, Config
 
 # Speakers start this long after the start message, so that every worker has it in hand.
 START_DELAY = 0.5
-LATE_JOINER_TIMEOUT = 10.0
+# Speakers' audio levels (RFC 6464 -dBov), loudest first and a clear 8 dB apart: in a room past ten people
+# the server forwards each listener the loudest few, and these make which ones certain.
+LOUDEST_LEVEL = 20
+LEVEL_STEP = 8
+# What the server under test forwards past ten people (its default --max-forwarded-speakers).
+DEFAULT_FORWARDED = Config().max_forwarded_speakers
 _FORWARDED = "ghosttalk_rtp_packets_forwarded_total"
 _RECEIVED = "ghosttalk_rtp_packets_received_total"
 _DROPPED = "ghosttalk_rtp_packets_dropped_total"
@@ -54,7 +60,8 @@ class BenchParams:
     payload_bytes: int
     url: str | None
     server_pid: int | None
-    late_joiner: bool
+    late_joiners: int
+    join_burst: int
     pin: bool
     join_concurrency: int
 
@@ -64,7 +71,12 @@ class BenchParams:
 
     @property
     def streams(self) -> int:
-        return self.rooms * self.speakers * (self.per_room - 1)
+        return self.rooms * forwarded_streams(self.per_room, self.speakers)
+
+    @property
+    def room_capacity(self) -> int:
+        """People a room must admit: its members, a late joiner and its share of the burst."""
+        return self.per_room + 1 + math.ceil(self.join_burst / self.rooms)
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,6 +89,15 @@ class ServerSample:
     process: ProcessSample | None
 
 
+def forwarded_streams(per_room: int, speakers: int, forwarded: int = DEFAULT_FORWARDED) -> int:
+    """Speaker -> listener streams in one room: everyone to everyone up to FORWARD_ALL_UP_TO people. Past that
+    each listener hears the ``forwarded`` loudest others (the bench's speakers are loudest first): those reach
+    everyone else, and the next one reaches them."""
+    if per_room <= FORWARD_ALL_UP_TO or forwarded == 0 or speakers <= forwarded:
+        return speakers * (per_room - 1)
+    return forwarded * (per_room - 1) + forwarded
+
+
 def build_plans(params: BenchParams, url: str, tag: str) -> list[WorkerPlan]:
     """Rooms of ``per_room`` people, the first ``speakers`` of each speaking; clients dealt round-robin."""
     total_speakers = params.rooms * params.speakers
@@ -87,7 +108,8 @@ def build_plans(params: BenchParams, url: str, tag: str) -> list[WorkerPlan]:
             # Rooms interleaved so that neighbouring send times belong to different rooms.
             rank = member * params.rooms + room
             phase = PACKET_INTERVAL * rank / total_speakers if speaker else 0.0
-            specs.append(ClientSpec(len(specs), f"bench-{tag}-{room}", f"r{room}m{member}", speaker, phase))
+            level = LOUDEST_LEVEL + LEVEL_STEP * member if speaker else None
+            specs.append(ClientSpec(len(specs), f"bench-{tag}-{room}", f"r{room}m{member}", speaker, phase, level))
     count = min(params.workers, len(specs))
     return [
         WorkerPlan(url, params.payload_bytes, params.per_room, params.join_concurrency, tuple(specs[i::count]))
@@ -100,8 +122,11 @@ def run(params: BenchParams, progress: Progress) -> RunReport:
     server: LocalServer | None = None
     url, pid = params.url, params.server_pid
     if url is None:
-        # Room for the late joiner on top of the planned load.
-        server = LocalServer(room_size=params.per_room + 1, peers=params.peers + 1, rooms=params.rooms)
+        # Room for the late joiners and the burst on top of the planned load.
+        extra = 1 + params.join_burst
+        # No more than the server admits: a room of MAX_ROOM_PEERS leaves no place for a late joiner.
+        room_size = min(params.room_capacity, MAX_ROOM_PEERS)
+        server = LocalServer(room_size=room_size, peers=params.peers + extra, rooms=params.rooms)
         try:
             server.start()
         except RuntimeError as exc:
@@ -209,29 +234,6 @@ async def _sleep_until(when: float, progress: Progress, phase: str, origin: floa
     progress.update(phase, when - origin, when - origin)
 
 
-async def _late_joiner(url: str, room: str, speakers: set[int]) -> float | None:
-    """Join ``room`` while its speakers talk; milliseconds from media up to a packet from each of them."""
-    heard: set[int] = set()
-    everyone = asyncio.Event()
-
-    def on_packet(speaker_id: str, packet: ReceivedPacket) -> None:
-        heard.add(PROBE.unpack_from(packet.payload)[0])
-        if speakers <= heard:
-            everyone.set()
-
-    client = Client(url, room, "late", ClientOptions(keep_packets=False))
-    client.on_packet = on_packet
-    try:
-        await client.connect(timeout=30.0)
-        up = time.monotonic()
-        await asyncio.wait_for(everyone.wait(), LATE_JOINER_TIMEOUT)
-        return (time.monotonic() - up) * 1000
-    except TimeoutError:
-        return None
-    finally:
-        await client.close()
-
-
 async def _run(params: BenchParams, url: str, pid: int | None, progress: Progress) -> RunReport:
     quiet_logging()
     host_load = os.getloadavg()[0]
@@ -256,12 +258,14 @@ async def _run(params: BenchParams, url: str, pid: int | None, progress: Progres
             before = await _observe(session, url, pid)
             await _sleep_until(window.measure_to, progress, "measuring", window.measure_from)
             after = await _observe(session, url, pid)
-        late_ms = None
-        if params.late_joiner:
-            progress.update("late joiner", 0, 1)
-            room = plans[0].clients[0].room
-            speakers = {s.client_id for plan in plans for s in plan.clients if s.room == room and s.speaker}
-            late_ms = await _late_joiner(url, room, speakers)
+        # The joins come after the window, the speakers still talking: a join's SDP and DTLS work is not
+        # forwarding, and would otherwise raise the CPU per forwarded packet by an amount that depends on
+        # how many joins were asked for.
+        rooms = _rooms_and_speakers(plans)
+        progress.update("late joiners", 0, 1)
+        late = await late_joiners(url, rooms, params.late_joiners)
+        progress.update("join burst", 0, 1)
+        burst = await join_burst(url, rooms, params.join_burst) if params.join_burst else []
         workers.broadcast(("stop",))
         progress.update("draining", 0, 1)
         results: dict[int, WorkerResult] = {}
@@ -271,7 +275,22 @@ async def _run(params: BenchParams, url: str, pid: int | None, progress: Progres
                 results[index] = message[1]
     finally:
         await workers.close()
-    return _report(params, list(results.values()), joins, late_ms, idle, before, after, host_load)
+    return _report(params, list(results.values()), joins, (late, burst), idle, before, after, host_load)
+
+
+def _rooms_and_speakers(plans: list[WorkerPlan]) -> list[tuple[str, set[int]]]:
+    """Every room of the load in plan order, with the probe ids of the speakers a newcomer hears: all of
+    them, or in a room past ten people the DEFAULT_FORWARDED loudest (the first speakers)."""
+    rooms: dict[str, list[ClientSpec]] = {}
+    for spec in sorted((spec for plan in plans for spec in plan.clients), key=lambda spec: spec.client_id):
+        rooms.setdefault(spec.room, []).append(spec)
+    heard: list[tuple[str, set[int]]] = []
+    for room, members in rooms.items():
+        speakers = [spec.client_id for spec in members if spec.speaker]
+        if DEFAULT_FORWARDED and len(members) + 1 > FORWARD_ALL_UP_TO:
+            speakers = speakers[:DEFAULT_FORWARDED]
+        heard.append((room, set(speakers)))
+    return heard
 
 
 def _delta(after: int | None, before: int | None) -> int | None:
@@ -282,7 +301,7 @@ def _report(
     params: BenchParams,
     results: list[WorkerResult],
     joins: list[float],
-    late_ms: float | None,
+    timed_joins: tuple[list[JoinSample], list[JoinSample]],
     idle: ProcessSample | None,
     before: ServerSample,
     after: ServerSample,
@@ -291,7 +310,8 @@ def _report(
     latencies = np.concatenate([np.frombuffer(r.latencies, dtype=np.float64) for r in results])
     sent = sum(r.sent for r in results)
     received = sum(r.received for r in results)
-    expected = sent * (params.per_room - 1)
+    # Every speaker sends the same number of packets in the window (give or take one).
+    expected = round(sent * params.streams / (params.rooms * params.speakers)) if params.speakers else 0
     forwarded = _delta(after.packets_forwarded, before.packets_forwarded)
     cpu = cpu_system = rss = peak = rss_idle = per_peer = cpu_per_packet = cpu_percent = None
     if before.process is not None and after.process is not None:
@@ -305,6 +325,7 @@ def _report(
             rss_idle = round(idle.rss_mb, 1)
             per_peer = round((after.process.rss_mb - idle.rss_mb) / params.peers, 3)
     join_ms = np.array(joins) * 1000
+    late, burst = figures(timed_joins[0]), figures(timed_joins[1])
     return RunReport(
         rooms=params.rooms,
         per_room=params.per_room,
@@ -326,7 +347,23 @@ def _report(
         latency_max_ms=percentile_ms(latencies, 100),
         join_p50_ms=round(float(np.percentile(join_ms, 50)), 1),
         join_p99_ms=round(float(np.percentile(join_ms, 99)), 1),
-        late_joiner_ms=None if late_ms is None else round(late_ms, 1),
+        late_joiners=params.late_joiners,
+        late_join_heard_all=late.heard_all,
+        late_join_p50_ms=late.p50,
+        late_join_p99_ms=late.p99,
+        late_join_welcome_ms=late.welcome,
+        late_join_offer_sent_ms=late.offer_sent,
+        late_join_answer_ms=late.answer,
+        late_join_ice_ms=late.ice_connected,
+        late_join_dtls_ms=late.dtls_connected,
+        late_join_server_offer_ms=late.server_offer,
+        late_join_server_answer_ms=late.server_offer_answered,
+        late_join_server_offers=late.server_offers,
+        join_burst=params.join_burst,
+        join_burst_heard_all=burst.heard_all,
+        join_burst_all_ms=burst.all_heard,
+        join_burst_p50_ms=burst.p50,
+        join_burst_p99_ms=burst.p99,
         server_packets_in=_delta(after.packets_in, before.packets_in),
         server_packets_forwarded=forwarded,
         server_packets_dropped=_delta(after.packets_dropped, before.packets_dropped),

@@ -43,6 +43,9 @@ class ClientSpec:
     speaker: bool
     # Where in each 20 ms period this speaker sends: speakers are spread evenly, as real ones are unaligned.
     phase: float
+    # The audio level its packets carry (RFC 6464 -dBov; None: none): in a room past ten people the server
+    # forwards only the loudest, so speakers get distinct levels and a known order.
+    level: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,6 +99,7 @@ class SyntheticSpeaker:
 
     def __init__(self, client: Client, spec: ClientSpec, payload_bytes: int) -> None:
         self._client = client
+        client.audio_level = spec.level
         self._spec = spec
         self._payload_bytes = payload_bytes
         self._loop = asyncio.get_running_loop()
@@ -167,9 +171,7 @@ async def _work(conn: Connection, plan: WorkerPlan) -> None:
     try:
         await _join_all(conn, plan, probe, clients)
         others = plan.room_size - 1
-        await asyncio.gather(
-            *(c.wait_for(lambda c=c: len(c.negotiated_speakers()) >= others, 60.0) for c in clients)  # type: ignore[misc]
-        )
+        await asyncio.gather(*(c.wait_for(lambda c=c: _hears_all_it_will(c, others), 60.0) for c in clients))  # type: ignore[misc]
         conn.send(("ready",))
         message = await inbox.get()
         if message[0] != "start":
@@ -199,6 +201,13 @@ async def _work(conn: Connection, plan: WorkerPlan) -> None:
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         reader.cancel()
+
+
+def _hears_all_it_will(client: Client, others: int) -> bool:
+    """A line for every other person, or in a room past ten people every one of its few lines carrying
+    someone (the server says whom in ``forwarding``)."""
+    lines = client.lines
+    return len(client.negotiated_speakers()) >= others or (bool(lines) and None not in lines.values())
 
 
 async def _read_commands(conn: Connection, inbox: asyncio.Queue[tuple[Any, ...]]) -> None:

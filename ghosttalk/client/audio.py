@@ -60,6 +60,16 @@ def dominant_frequency(pcm: npt.NDArray[np.generic], sample_rate: int = SAMPLE_R
     return float(freqs[int(np.argmax(spectrum))])
 
 
+def frame_levels(pcm: Pcm) -> list[int]:
+    """The RFC 6464 audio level (-dBov, 0 loudest, 127 silent) of each 20 ms frame, as encode_opus frames it."""
+    padded = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME_SAMPLES, dtype=np.int16)]).astype(np.float64)
+    frames = padded.reshape(-1, FRAME_SAMPLES) / 32768.0
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    with np.errstate(divide="ignore"):
+        dbov = -20 * np.log10(rms)
+    return [int(level) for level in np.clip(np.nan_to_num(dbov, posinf=127.0), 0, 127).round()]
+
+
 def encode_opus(pcm: Pcm) -> list[bytes]:
     """20 ms Opus payloads for ``pcm`` (padded with silence to whole frames)."""
     encoder = OpusEncoder()

@@ -23,10 +23,12 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
-from ghosttalk.client.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus
+from ghosttalk.client.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus, frame_levels
 from ghosttalk.contract import (
     Answer,
     ErrorMessage,
+    Forwarding,
+    Levels,
     Message,
     Mute,
     Offer,
@@ -39,14 +41,18 @@ from ghosttalk.contract import (
     wire,
 )
 from ghosttalk.media.aiortc_adapter.dtls import receive_rtp_directly, srtp_writer, tap_rtp
-from ghosttalk.media.aiortc_adapter.ice import DatagramFilter, filter_ice_datagrams
-from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc
+from ghosttalk.media.aiortc_adapter.ice import DatagramFilter, check_at_once, filter_ice_datagrams
+from ghosttalk.media.aiortc_adapter.negotiation import header_extension_id, negotiated_payload_type, sender_ssrc
 from ghosttalk.media.aiortc_adapter.rtcp import update_sender_report
-from ghosttalk.media.rtp import build_rtp, ntp_now, parse_rtp
+from ghosttalk.media.rtp import AUDIO_LEVEL_URI, audio_level_extension, build_rtp, ntp_now, parse_rtp
 
 # Rejoin backoff: quick enough to be back within seconds of a server restart, gentle on a server in trouble.
 REJOIN_FIRST_DELAY = 0.25
 REJOIN_MAX_DELAY = 2.0
+# The data channel that only puts a data channel line into the first offer, for the server's heartbeat
+# channel to use: negotiated (nothing is sent to open it), odd (as the DTLS server, which the offerer is with
+# this server, we own odd stream ids; the server's channels take even ones) and far from the ids in use.
+PLACEHOLDER_CHANNEL_ID = 1023
 
 
 class IdleAudioTrack(MediaStreamTrack):
@@ -81,6 +87,22 @@ class RemotePeer:
     muted: bool
 
 
+@dataclass(slots=True)
+class JoinTimes:
+    """``time.monotonic()`` at each step of the last join, None until it happens: what the benchmark splits
+    "join -> hears everyone" into."""
+
+    ws_open: float = 0.0  # before the WebSocket connects: where a person's wait starts
+    welcome: float | None = None  # room_state
+    offer_sent: float | None = None
+    answer: float | None = None  # the server's answer to our first offer, applied
+    ice_connected: float | None = None
+    dtls_connected: float | None = None  # connectionState "connected": SRTP keys in hand
+    server_offer: float | None = None  # the server's first offer (a re-offer), received
+    server_offer_answered: float | None = None
+    server_offers: int = 0
+
+
 @dataclass
 class ClientOptions:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
@@ -99,6 +121,9 @@ class ClientOptions:
     # own state is right, only the text it sends is not); returns the SDP to send, or None to hold the answer
     # back (the test then sends it with ``send``).
     rewrite_answer: Callable[[str], str | None] | None = None
+    # Offer the receive-only lines (and the data channel line) that room_state's ``receive_lines`` asks for,
+    # so that the first answer already carries the room's speakers; False acts as a client that predates it.
+    receive_lines: bool = True
 
 
 def ws_url(base_url: str, room: str, name: str) -> str:
@@ -143,6 +168,14 @@ class Client:
         self._decoders: dict[str, OpusStreamDecoder] = {}
         self._write: Callable[[bytes], None] | None = None
         self._payload_type = 96
+        # The audio level (RFC 6464, -dBov: 0 loudest, 127 silent) each packet carries, as a browser's do;
+        # None: no level. play() sets it from each frame. The extension id is what the answer agreed.
+        self.audio_level: int | None = None
+        self._level_id = 0
+        # In a big room: which person each forwarding line carries now (``forwarding``), and the levels of
+        # those this client does not hear (``levels``).
+        self.lines: dict[str, str | None] = {}
+        self.levels: dict[str, int] = {}
         self._ssrc = 0
         self._sequence_number = random.randrange(32768)
         self._timestamp = random.getrandbits(32)
@@ -159,6 +192,9 @@ class Client:
         self.pings = 0
         # Answers sent to the server's offers (tests wait for them).
         self.answers_sent = 0
+        self.join_times = JoinTimes()
+        # room_state's ``receive_lines`` (None: the server did not say): how many people it will hear at once.
+        self.receive_lines: int | None = None
 
     # Joining.
 
@@ -180,7 +216,10 @@ class Client:
     async def _join(self, timeout: float) -> None:
         assert self._session is not None
         self.self_id, self.closed_reason, self.close_code, self._write, self._owners = None, None, None, None, {}
+        self.lines, self.levels = {}, {}
         self._lost.clear()
+        self.join_times = JoinTimes(ws_open=time.monotonic())
+        self.receive_lines = None
         try:
             self._ws = await self._session.ws_connect(self.url, heartbeat=30)
         except aiohttp.WSServerHandshakeError as exc:
@@ -250,20 +289,36 @@ class Client:
         self.pc = pc = RTCPeerConnection(self._configuration())
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_connection_state)
+        pc.on("iceconnectionstatechange", self._on_ice_state)
         self._transceiver = pc.addTransceiver(IdleAudioTrack(), direction="sendrecv")
+        if self.options.receive_lines and self.receive_lines is not None:
+            # One negotiation instead of two: the server's answer puts the room's speakers on these lines, and
+            # its heartbeat channel on the data channel line (the channel itself is never used).
+            for _ in range(self.receive_lines):
+                pc.addTransceiver("audio", direction="recvonly")
+            pc.createDataChannel("lines", negotiated=True, id=PLACEHOLDER_CHANNEL_ID)
         self._ssrc = sender_ssrc(self._transceiver.sender)
         self._packets_sent = self._octets_sent = 0
         await pc.setLocalDescription(await pc.createOffer())
+        # As a browser does: DTLS starts when ICE completes, not at aioice's next 20 ms tick.
+        check_at_once(pc)
         if self.options.relay_only and " typ relay" not in pc.localDescription.sdp:
             raise JoinError("TURN allocation failed: check the TURN URL and credentials")
         if self.options.network is not None:
             filter_ice_datagrams(pc, self.options.network)
         tap_rtp(self._transceiver.receiver.transport, self._on_rtp)
         await self.send(Offer(pc.localDescription.sdp))
+        self.join_times.offer_sent = time.monotonic()
+
+    def _on_ice_state(self) -> None:
+        assert self.pc is not None
+        if self.pc.iceConnectionState == "completed" and self.join_times.ice_connected is None:
+            self.join_times.ice_connected = time.monotonic()
 
     def _on_connection_state(self) -> None:
         assert self.pc is not None
         if self.pc.connectionState == "connected":
+            self.join_times.dtls_connected = time.monotonic()
             dtls = self._transceiver.receiver.transport
             self._write = srtp_writer(dtls)
             # A simulated link keeps the socket wrapped in its filter, and so aiortc's receive path.
@@ -324,7 +379,9 @@ class Client:
 
     async def _handle(self, data: dict[str, Any]) -> None:
         match parse_server_message(data):
-            case RoomState(self_id=self_id, peers=peers):
+            case RoomState(self_id=self_id, peers=peers, receive_lines=receive_lines):
+                self.join_times.welcome = time.monotonic()
+                self.receive_lines = receive_lines
                 self.self_id = self_id
                 self.peers = {p.id: RemotePeer(p.id, p.name, p.muted) for p in peers}
             case PeerJoin(peer=p) | PeerUpdate(peer=p):
@@ -333,10 +390,21 @@ class Client:
                 self.peers.pop(peer_id, None)
             case ErrorMessage(message=text):
                 self.errors.append(text)
+            case Forwarding(lines=lines):
+                self.lines = lines
+            case Levels(levels=levels):
+                self.levels.update(levels)
             case Answer(sdp=sdp) if self.pc is not None:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
                 self._payload_type = negotiated_payload_type(self._transceiver) or self._payload_type
+                self._level_id = header_extension_id(self._transceiver, AUDIO_LEVEL_URI)
+                # An answer to receive lines already sends on some of them.
+                self._owners = _ssrc_owners(sdp)
+                self.join_times.answer = time.monotonic()
             case Offer(sdp=sdp) if self.pc is not None:
+                self.join_times.server_offers += 1
+                if self.join_times.server_offer is None:
+                    self.join_times.server_offer = time.monotonic()
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
                 self._owners = _ssrc_owners(sdp)
                 await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -345,6 +413,8 @@ class Client:
                 if sent is not None:
                     await self.send(Answer(sent))
                     self.answers_sent += 1
+                    if self.join_times.server_offer_answered is None:
+                        self.join_times.server_offer_answered = time.monotonic()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -369,6 +439,7 @@ class Client:
         if packet is None:
             return
         owner = self._owners.get(packet.ssrc, f"ssrc:{packet.ssrc}")
+        owner = self.lines.get(owner) or owner
         received = ReceivedPacket(time.time(), packet.sequence_number, packet.timestamp, packet.ssrc, packet.payload)
         if self.options.keep_packets:
             self.received.setdefault(owner, []).append(received)
@@ -382,7 +453,10 @@ class Client:
         if self._write is None:
             raise RuntimeError("media is not connected")
         self._timestamp = timestamp if timestamp is not None else (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-        self._write(build_rtp(marker, self._payload_type, self._sequence_number, self._timestamp, self._ssrc, payload))
+        level = self.audio_level
+        extension = audio_level_extension(self._level_id, level) if level is not None and self._level_id else b""
+        header = (marker, self._payload_type, self._sequence_number, self._timestamp, self._ssrc)
+        self._write(build_rtp(*header, payload, extension))
         self._sequence_number = (self._sequence_number + 1) & 0xFFFF
         self._packets_sent += 1
         self._octets_sent += len(payload)
@@ -393,12 +467,14 @@ class Client:
     async def play(self, pcm: Pcm) -> None:
         """Encode ``pcm`` to Opus and send it in real time, 50 packets per second."""
         payloads = await asyncio.get_running_loop().run_in_executor(None, encode_opus, pcm)
+        levels = frame_levels(pcm)
         start = time.monotonic()
-        for index, payload in enumerate(payloads):
+        for index, (payload, level) in enumerate(zip(payloads, levels, strict=True)):
             delay = start + index * FRAME_SECONDS - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             if self._write is not None:  # frames that fall into a rejoin are lost, as on a phone
+                self.audio_level = level
                 self.send_rtp(payload)
 
     def pcm(self, speaker_id: str) -> Pcm:
@@ -413,8 +489,9 @@ class Client:
         return set(self.received)
 
     def negotiated_speakers(self) -> set[str]:
-        """People the server has set up a forwarding stream for (in the last offer we answered)."""
-        return set(self._owners.values())
+        """People the server has set up a forwarding stream for (in its last offer, or its answer to our first;
+        in a big room, whom its lines carry now)."""
+        return {self.lines.get(owner) or owner for owner in self._owners.values()}
 
     async def mute(self, muted: bool) -> None:
         await self.send(Mute(muted))

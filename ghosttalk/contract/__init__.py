@@ -12,12 +12,15 @@ agree with the server's.
 """
 
 from ghosttalk.contract.messages import (
+    LINE_PREFIX,
     Answer,
     Candidate,
     ClientMessage,
     ErrorMessage,
+    Forwarding,
     Heartbeat,
     IceCandidate,
+    Levels,
     Message,
     MessageRefused,
     MessageType,
@@ -47,6 +50,7 @@ from ghosttalk.contract.rules import (
 )
 
 __all__ = [
+    "LINE_PREFIX",
     "MAX_FRAME_BYTES",
     "MAX_NAME_CHARS",
     "ROOM_ID",
@@ -56,8 +60,10 @@ __all__ = [
     "ClientMessage",
     "CloseCode",
     "ErrorMessage",
+    "Forwarding",
     "Heartbeat",
     "IceCandidate",
+    "Levels",
     "Message",
     "MessageRefused",
     "MessageType",

@@ -1,9 +1,10 @@
 """The messages of the signaling contract: JSON text frames, each an object with a string ``type``.
 
 A client sends ``offer``/``answer`` ``{sdp}``, ``candidate {candidate: {candidate, sdpMid, sdpMLineIndex} |
-null}``, ``heartbeat {ts?}`` and ``mute {muted}``; the server sends ``room_state {self_id, peers}``,
-``peer_join``/``peer_update {peer}``, ``peer_leave {peer_id}``, ``offer``/``answer`` ``{sdp}`` and ``error
-{message}``. Each parses into a frozen dataclass here, so that the code behind it dispatches on a type and
+null}``, ``heartbeat {ts?}`` and ``mute {muted}``; the server sends ``room_state {self_id, peers, receive_lines?}``,
+``peer_join``/``peer_update {peer}``, ``peer_leave {peer_id}``, ``offer``/``answer`` ``{sdp}``, ``error
+{message}`` and, in rooms that forward only the loudest speakers, ``forwarding {lines}`` and ``levels
+{levels}``. Each parses into a frozen dataclass here, so that the code behind it dispatches on a type and
 reads checked fields; what the SDP inside says is judged later, by the media plane.
 """
 
@@ -18,6 +19,10 @@ import orjson
 
 from ghosttalk.contract.rules import SignalingError
 
+# The MediaStream id of forwarding line i in a room that forwards only the loudest is LINE_PREFIX + str(i): no
+# peer id (16 hex digits) looks like it, and ``forwarding`` says whom each carries.
+LINE_PREFIX = "line-"
+
 
 class MessageType(StrEnum):
     OFFER = "offer"
@@ -30,6 +35,8 @@ class MessageType(StrEnum):
     PEER_LEAVE = "peer_leave"
     PEER_UPDATE = "peer_update"
     ERROR = "error"
+    FORWARDING = "forwarding"
+    LEVELS = "levels"
 
 
 class MessageRefused(SignalingError):
@@ -107,6 +114,9 @@ class RoomState:
     TYPE: ClassVar[MessageType] = MessageType.ROOM_STATE
     self_id: str
     peers: tuple[PeerInfo, ...]
+    # How many receive-only audio lines the client's first offer should carry: the server's first answer
+    # then already sends the room's speakers on them (None: a server that does not say; one line is offered).
+    receive_lines: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -133,7 +143,25 @@ class ErrorMessage:
     message: str
 
 
-ServerMessage = RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage
+@dataclass(slots=True, frozen=True)
+class Forwarding:
+    """In a room that forwards only the loudest: which person each forwarding line carries now, by the line's
+    MediaStream id (``line-0``, ...; None: nobody). Sent whole whenever one of them changes."""
+
+    TYPE: ClassVar[MessageType] = MessageType.FORWARDING
+    lines: dict[str, str | None]
+
+
+@dataclass(slots=True, frozen=True)
+class Levels:
+    """In a room that forwards only the loudest: the audio level (RFC 6464 -dBov, 0 loudest, 127 silent) of
+    people the receiver does not hear, those that changed since the last such message."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LEVELS
+    levels: dict[str, int]
+
+
+ServerMessage = RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels
 Message = ClientMessage | ServerMessage
 
 
@@ -147,8 +175,10 @@ def wire(message: Message) -> dict[str, Any]:
             body = {"candidate": fields}
         case Heartbeat(ts=None):
             body = {}
-        case RoomState(self_id=self_id, peers=peers):
+        case RoomState(self_id=self_id, peers=peers, receive_lines=receive_lines):
             body = {"self_id": self_id, "peers": [_peer_wire(peer) for peer in peers]}
+            if receive_lines is not None:
+                body["receive_lines"] = receive_lines
         case PeerJoin(peer=peer) | PeerUpdate(peer=peer):
             body = {"peer": _peer_wire(peer)}
         case _:
@@ -253,7 +283,25 @@ def _peer(data: object) -> PeerInfo:
 
 
 def _room_state(data: Mapping[str, Any]) -> RoomState:
-    return RoomState(_field(data, "self_id", str), tuple(_peer(peer) for peer in _field(data, "peers", list)))
+    lines = data.get("receive_lines")
+    if lines is not None and not (_is_integer(lines) and lines >= 0):
+        raise SignalingError("room_state 'receive_lines' must be a non-negative integer")
+    peers = tuple(_peer(peer) for peer in _field(data, "peers", list))
+    return RoomState(_field(data, "self_id", str), peers, lines)
+
+
+def _forwarding(data: Mapping[str, Any]) -> Forwarding:
+    lines = _field(data, "lines", dict)
+    if not all(peer is None or isinstance(peer, str) for peer in lines.values()):
+        raise SignalingError("forwarding 'lines' maps line ids to a peer id or null")
+    return Forwarding(dict(lines))
+
+
+def _levels(data: Mapping[str, Any]) -> Levels:
+    levels = _field(data, "levels", dict)
+    if not all(_is_integer(level) and 0 <= level <= 127 for level in levels.values()):
+        raise SignalingError("levels 'levels' maps peer ids to a level 0-127")
+    return Levels(dict(levels))
 
 
 _SERVER_PARSERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
@@ -264,6 +312,8 @@ _SERVER_PARSERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
     MessageType.OFFER: lambda data: Offer(_sdp(data, MessageType.OFFER)),
     MessageType.ANSWER: lambda data: Answer(_sdp(data, MessageType.ANSWER)),
     MessageType.ERROR: lambda data: ErrorMessage(_field(data, "message", str)),
+    MessageType.FORWARDING: _forwarding,
+    MessageType.LEVELS: _levels,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
-from ghosttalk.contract.messages import MessageType
+from ghosttalk.contract.messages import LINE_PREFIX, MessageType
 from ghosttalk.contract.nickname import MAX_NAME_CHARS
 from ghosttalk.contract.rules import MAX_FRAME_BYTES, ROOM_ID, STAY_AWAY, CloseCode
 from ghosttalk.webfiles import STATIC_DIR
@@ -64,6 +64,9 @@ export const STAY_AWAY = Object.freeze([{", ".join(str(code) for code in sorted(
 
 /** The "type" of every signaling message, both ways. */
 export const MSG = {_frozen_object(types)};
+
+/** The MediaStream id of a big room's forwarding line starts with this; `forwarding` says whom it carries. */
+export const LINE_PREFIX = '{LINE_PREFIX}';
 """
 
 

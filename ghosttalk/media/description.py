@@ -214,10 +214,10 @@ _ANSWERABLE = {
 }
 
 
-def check_answer_directions(offer: SessionDescription, answer: SessionDescription) -> None:
+def check_answer_directions(offered: Mapping[str, str], answer: SessionDescription) -> None:
     """aiortc takes an answer's direction as it comes: a forwarding line we offered ``sendonly`` answered
-    ``sendrecv`` would start a receiver (and its decoder thread) that nothing should ever feed."""
-    offered = {media.rtp.muxId: media.direction for media in offer.media if media.kind == "audio"}
+    ``sendrecv`` would start a receiver (and its decoder thread) that nothing should ever feed. ``offered``:
+    mid -> the direction our offer gave each audio line."""
     for media in answer.media:
         direction = offered.get(media.rtp.muxId) if media.kind == "audio" else None
         if direction is not None and media.direction not in _ANSWERABLE[direction]:
@@ -251,12 +251,16 @@ def parse_description(
     return sdp, description
 
 
-def check_offer_lines(offer: SessionDescription, known: Mapping[str, str], voice_mid: str | None) -> None:
+def check_offer_lines(
+    offer: SessionDescription, known: Mapping[str, str], voice_mid: str | None, receive_lines: int = 0
+) -> None:
     """A client's offer may carry the m-lines the connection already has (``known``: mid -> kind) and, new,
-    at most one audio line (its voice, in the first offer only) and one data channel line. aiortc makes a
-    receiving transceiver, with a decoder thread, for every new audio or video line, so anything more is
-    refused before it is applied. Our forwarding lines must stay receive-only or inactive on the client's
-    side: the server never receives on them."""
+    one audio line (its voice, in the first offer only), after it up to ``receive_lines`` audio lines that
+    only receive and offer Opus (the first offer's lines for the room's speakers, see ``room_state``: the
+    server sends on them) and one data channel line. aiortc makes a receiving transceiver, with a decoder
+    thread, for every new audio or video line, so anything more is refused before it is applied. Our
+    forwarding lines must stay receive-only or inactive on the client's side: the server never receives on
+    them."""
     seen: set[str] = set()
     new_kinds: list[str] = []
     for index, media in enumerate(offer.media):
@@ -268,6 +272,16 @@ def check_offer_lines(offer: SessionDescription, known: Mapping[str, str], voice
         seen.add(mid)
         kind = known.get(mid)
         if kind is None:
+            if media.kind == "audio" and voice_mid is None and "audio" in new_kinds and receive_lines > 0:
+                if media.direction not in ("recvonly", "inactive"):
+                    raise SignalingError(
+                        f"offer adds audio line {mid!r} {media.direction}: besides its voice, the first offer's "
+                        "audio lines only receive"
+                    )
+                if not any(codec.mimeType.lower() == "audio/opus" for codec in media.rtp.codecs):
+                    raise SignalingError(f"offer's receive line {mid!r} has no Opus: GhostTalk relays Opus only")
+                receive_lines -= 1
+                continue
             allowed = (media.kind == "audio" and voice_mid is None) or (
                 media.kind == "application" and "application" not in known.values()
             )

@@ -21,7 +21,8 @@ import pylibsrtp
 
 from ghosttalk.media.aiortc_adapter.ice import Address
 from ghosttalk.media.aiortc_adapter.rtcp import ReceiverStatistics
-from ghosttalk.media.aiortc_adapter.srtp import SRTP_ERRORS, fast_transform
+from ghosttalk.media.aiortc_adapter.srtp import SRTP_ERRORS, fast_transform, in_place_protect
+from ghosttalk.media.batchtransport import BatchedDatagramTransport
 from ghosttalk.media.rtp import (
     RTCP_PAYLOAD_TYPES,
     RTP_HEADER,
@@ -68,6 +69,8 @@ class Forwarder:
     def __init__(self, transport: asyncio.DatagramTransport) -> None:
         self.transport = transport
         self.backlog = cast(_BufferedTransport, transport).get_write_buffer_size
+        # Where sendmmsg is available (ghosttalk.media.batchtransport), media goes out in batches.
+        self.batch = transport.send_batch if isinstance(transport, BatchedDatagramTransport) else None
         self.counters = ForwardingCounters()
         self._pending: list[EgressSink] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -98,7 +101,17 @@ class Forwarder:
 class EgressSink:
     """Everything that leaves towards one receiving peer: its SRTP session, address and waiting queue."""
 
-    __slots__ = ("addr", "backlog", "counters", "forwarder", "protect", "queue", "scheduled", "sendto")
+    __slots__ = (
+        "addr",
+        "backlog",
+        "counters",
+        "destination",
+        "forwarder",
+        "protect",
+        "queue",
+        "scheduled",
+        "sendto",
+    )
 
     def __init__(self, forwarder: Forwarder, protect: Callable[[bytes], bytes], addr: Address) -> None:
         self.forwarder = forwarder
@@ -109,6 +122,17 @@ class EgressSink:
         self.backlog = forwarder.backlog
         self.queue: deque[bytes] = deque(maxlen=EGRESS_QUEUE_PACKETS)
         self.scheduled = False
+        # The batched path: protected straight into a send slot, handed to the kernel with the other
+        # listeners' datagrams of the same ingress packet. Either part missing (no sendmmsg, a protect that
+        # is not libsrtp's) means the plain path, one sendto per packet. self.protect holds the SRTP session
+        # the in-place call uses.
+        in_place = in_place_protect(protect)
+        batch = forwarder.batch
+        self.destination = (
+            batch.destination(addr, in_place.function, in_place.context)
+            if batch is not None and in_place is not None
+            else None
+        )
 
     def put(self, packet: bytes) -> None:
         """Send now, unless the socket is backed up or earlier packets of this receiver still wait."""
@@ -125,14 +149,22 @@ class EgressSink:
 
     def send(self, packet: bytes) -> None:
         counters = self.counters
-        try:
-            data = self.protect(packet)
-        except SRTP_ERRORS:
-            counters.packets_dropped += 1
-            return
-        self.sendto(data, self.addr)
+        destination = self.destination
+        if destination is not None:
+            size = destination.batch.add(packet, destination)
+            if size < 0:
+                counters.packets_dropped += 1
+                return
+        else:
+            try:
+                data = self.protect(packet)
+            except SRTP_ERRORS:
+                counters.packets_dropped += 1
+                return
+            self.sendto(data, self.addr)
+            size = len(data)
         counters.packets_forwarded += 1
-        counters.bytes_forwarded += len(data)
+        counters.bytes_forwarded += size
 
     def send_report(self, protect_rtcp: Callable[[bytes], bytes]) -> Callable[[bytes], None]:
         """A writer for this receiver's RTCP (a few packets a minute: pylibsrtp's own call is fine), sent at
@@ -203,6 +235,11 @@ class OutboundStream:
     def position(self) -> StreamPosition:
         return StreamPosition(self.last_sequence_number, self.last_timestamp, self.last_wall_time)
 
+    def new_source(self) -> None:
+        """The stream is moved to another speaker: its next packet continues the numbering from here, even
+        from a speaker it carried before (whose packets went on meanwhile)."""
+        self.source_ssrc = None
+
     def _rebase(self, packet: RtpView, now: float) -> None:
         elapsed = max(now - self.last_wall_time, 0.02)
         self.sequence_offset = (self.last_sequence_number + 1 - packet.sequence_number) & 0xFFFF
@@ -232,6 +269,9 @@ class Speaker:
     __slots__ = (
         "counters",
         "flood_streak",
+        "level_id",
+        "level_packets",
+        "level_sum",
         "on_flood",
         "over_window",
         "payload_types",
@@ -260,6 +300,12 @@ class Speaker:
         self.window_packets = 0
         self.over_window = -1
         self.flood_streak = 0
+        # The RFC 6464 audio level: the header extension id this connection negotiated for it (0: none), and
+        # running totals of the levels read and of the packets that carried one (two integer additions per
+        # packet; media.selection reads the differences on its own timer).
+        self.level_id = 0
+        self.level_sum = 0
+        self.level_packets = 0
 
     def bind(self, session: pylibsrtp.Session, statistics: ReceiverStatistics, payload_types: frozenset[int]) -> None:
         """Start accepting packets once the speaker's DTLS-SRTP (its receive session) and audio transceiver
@@ -308,11 +354,15 @@ class Speaker:
         if self.window_packets > MAX_PACKETS_PER_SECOND:
             self._over_cap(second)
             return
-        packet = parse_rtp(data)
+        packet = parse_rtp(data, self.level_id)
         if packet is None or packet.payload_type not in self.payload_types:
             self.counters.packets_dropped += 1
             return
         self.counters.packets_in += 1
+        level = packet.level
+        if level >= 0:
+            self.level_sum += level
+            self.level_packets += 1
         statistics = self.statistics
         if statistics is not None:
             statistics.add(packet.ssrc, packet.sequence_number, packet.timestamp)

@@ -32,7 +32,9 @@ from typing import cast
 import ifaddr
 from aioice import stun
 
+from ghosttalk.media import udpbatch
 from ghosttalk.media.aiortc_adapter.ice import Address, SharedSocketStunProtocol
+from ghosttalk.media.batchtransport import BatchedDatagramTransport
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ DROP_LOG_INTERVAL_SECONDS = 60.0
 DROP_REASONS = (
     "short",  # under MIN_DATAGRAM bytes
     "unknown_kind",  # a first byte that is neither STUN, DTLS nor RTP/RTCP (RFC 7983)
+    "oversize",  # longer than a receive buffer of the batched socket (ghosttalk.media.udpbatch)
     "unknown_source",  # DTLS or RTP from an address no connection has authenticated from
     "stun_malformed",  # does not parse as STUN
     "stun_unknown_ufrag",  # a request for no live connection
@@ -115,8 +118,17 @@ class IceMux(asyncio.DatagramProtocol):
             raise
         sock.setblocking(False)
         self._family = sock.family
-        await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        libc = udpbatch.load_libc()
+        if libc is not None:
+            BatchedDatagramTransport(
+                loop, sock, self, libc, truncated=self._truncated, refused=lambda exc: self.drop("send_error", exc)
+            )
+        else:  # one datagram per system call, through the event loop's own transport
+            await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self.port = self.transport.get_extra_info("sockname")[1]
+
+    def _truncated(self, count: int) -> None:
+        self.dropped["oversize"] += count
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport quacks like asyncio's without subclassing it.

@@ -18,17 +18,24 @@ from dataclasses import dataclass
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
 from ghosttalk.media.aiortc_adapter.endpoints import release_unused_receiver, skip_loops
-from ghosttalk.media.aiortc_adapter.negotiation import negotiated_payload_type, sender_ssrc, set_stream_identity
+from ghosttalk.media.aiortc_adapter.negotiation import (
+    keep_codec,
+    negotiated_payload_type,
+    sender_ssrc,
+    set_stream_identity,
+)
 from ghosttalk.media.forwarder import EgressSink, OutboundStream, Speaker, StreamPosition
 
 SENDING = ("sendonly", "sendrecv")
+OPUS_MIME_TYPE = "audio/opus"
 
 
-def max_forwarding_lines(max_room_peers: int) -> int:
-    """Forwarding lines a connection may ever have: a full room needs ``max_room_peers - 1`` live ones; twice
-    as many again covers the lines a stack that stops inactive transceivers leaves behind (one each time a
-    speaker it heard leaves) through a long call, and still bounds a client that refuses every line."""
-    return 3 * max(max_room_peers - 1, 1)
+def max_forwarding_lines(live_lines: int) -> int:
+    """Forwarding lines a connection may ever have, when it carries at most ``live_lines`` at once (a full
+    room of ten needs nine); twice as many again covers the lines a stack that stops inactive transceivers
+    leaves behind (one each time a speaker it heard leaves) through a long call, and still bounds a client
+    that refuses every line."""
+    return 3 * max(live_lines, 1)
 
 
 class ForwardingLinesExhausted(Exception):
@@ -84,6 +91,15 @@ class OutboundSlots:
         """Lines the client refused to receive on."""
         return sum(1 for slot in self._slots if slot.dead)
 
+    @property
+    def free_lines(self) -> int:
+        """Lines that may carry a speaker without an offer making them: pooled, or the first offer's."""
+        return sum(1 for slot in self._slots if slot.free) if self._reuse else 0
+
+    def pending(self, speaker_id: str) -> bool:
+        """Whether ``speaker_id`` has a line that does not forward yet (not negotiated, or not connected)."""
+        return any(slot.speaker_id == speaker_id and slot.stream is None for slot in self._slots)
+
     def speaker_ids(self) -> list[str]:
         return [slot.speaker_id for slot in self._slots if slot.speaker_id is not None]
 
@@ -95,13 +111,30 @@ class OutboundSlots:
         slot = next((s for s in self._slots if s.free), None) if self._reuse else None
         self._place(speaker_id, speaker, slot)
 
+    def adopt(self, transceivers: list[RTCRtpTransceiver]) -> None:
+        """Take the transceivers aiortc made for the receive-only lines of the client's first offer into the
+        pool, free: speakers go onto them before the answer is written, which then already sends them. aiortc
+        gave them every codec the offer shares with it; like every line, they keep Opus alone."""
+        for transceiver in transceivers:
+            if any(slot.transceiver is transceiver for slot in self._slots):
+                continue
+            self._check_budget()
+            transceiver.direction = "inactive"
+            keep_codec(transceiver, OPUS_MIME_TYPE)
+            skip_loops(transceiver.sender)
+            release_unused_receiver(transceiver.receiver)
+            self._slots.append(OutboundSlot(transceiver, StreamPosition.random(), free=True))
+
+    def _check_budget(self) -> None:
+        if len(self._slots) >= self._max_lines:
+            raise ForwardingLinesExhausted(
+                f"the connection has used all its {self._max_lines} forwarding lines "
+                f"(it refused to receive on {self.dead_lines}); join again"
+            )
+
     def _place(self, speaker_id: str, speaker: Speaker, slot: OutboundSlot | None) -> None:
         if slot is None:
-            if len(self._slots) >= self._max_lines:
-                raise ForwardingLinesExhausted(
-                    f"the connection has used all its {self._max_lines} forwarding lines "
-                    f"(it refused to receive on {self.dead_lines}); join again"
-                )
+            self._check_budget()
             # No track: the forwarder writes this sender's packets, the connection's report loop its RTCP.
             transceiver = self._pc.addTransceiver("audio", direction="sendonly")
             skip_loops(transceiver.sender)
@@ -113,6 +146,20 @@ class OutboundSlots:
         slot.speaker_id, slot.speaker = speaker_id, speaker
         slot.transceiver.direction = "sendonly"
         set_stream_identity(slot.transceiver.sender, speaker_id, f"voice-{speaker_id}")
+
+    def route(self, speaker_id: str, speaker: Speaker) -> None:
+        """Let the line assigned to ``speaker_id`` carry ``speaker``'s voice from now on (a big room's lines
+        are labelled by position, and carry whoever is loudest): its stream, if forwarding already, moves to
+        ``speaker`` and continues its sequence numbers and timestamps."""
+        slot = next((s for s in self._slots if s.speaker_id == speaker_id), None)
+        if slot is None or slot.speaker is speaker:
+            return
+        if slot.stream is not None:
+            if slot.speaker is not None and slot.stream in slot.speaker.streams:
+                slot.speaker.streams.remove(slot.stream)
+            slot.stream.new_source()
+            speaker.streams.append(slot.stream)
+        slot.speaker = speaker
 
     def release(self, speaker_id: str) -> bool:
         for slot in self._slots:

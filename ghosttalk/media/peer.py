@@ -11,27 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection, RTCRtpSender
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-from ghosttalk.contract import IceCandidate
+from ghosttalk.contract import Forwarding, IceCandidate, wire
 from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity, srtp_sessions, tap_rtp
 from ghosttalk.media.aiortc_adapter.endpoints import skip_decoder_thread, skip_loops
 from ghosttalk.media.aiortc_adapter.ice import selected_remote_address, shared_protocols
-from ghosttalk.media.aiortc_adapter.negotiation import connection_cname, received_payload_types, sender_ssrc
+from ghosttalk.media.aiortc_adapter.negotiation import (
+    connection_cname,
+    header_extension_id,
+    received_payload_types,
+    sender_ssrc,
+)
 from ghosttalk.media.aiortc_adapter.rtcp import ReceiverStatistics
 from ghosttalk.media.candidates import TrickledCandidates
 from ghosttalk.media.description import CandidateFilter
 from ghosttalk.media.forwarder import OPUS_CLOCK_RATE, EgressSink, Forwarder, Speaker
 from ghosttalk.media.icemux import IceMux
 from ghosttalk.media.liveness import Liveness
-from ghosttalk.media.negotiation import Negotiation
+from ghosttalk.media.negotiation import Joining, Negotiation
 from ghosttalk.media.outbound import OutboundSlots, max_forwarding_lines
 from ghosttalk.media.reports import ReportSources, send_reports
+from ghosttalk.media.rtp import AUDIO_LEVEL_URI
+from ghosttalk.media.selection import line_label
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +54,20 @@ class MediaLimits:
     heartbeat_timeout: float = 8.0
     connect_timeout: float = 30.0
     offer_timeout: float = 15.0
-    # Bounds the forwarding lines of one connection (see outbound.max_forwarding_lines).
-    max_room_peers: int = 10
+    # The most lines one connection carries at once (selection.lines_heard_at_once): bounds the lines it may
+    # ever have (see outbound.max_forwarding_lines).
+    max_live_lines: int = 9
+
+
+@dataclass(slots=True)
+class LineHandover:
+    """Lines that give way to others once those forward: make before break, so that nobody hears a gap
+    while a room changes between one line per speaker and a few lines carrying the loudest."""
+
+    retiring: list[str]
+    taking_over: list[str]
+    # What else to do once the retiring lines are gone.
+    then: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -76,13 +95,21 @@ class PeerMedia:
         hooks: MediaHooks,
         limits: MediaLimits,
         candidates: CandidateFilter,
+        joining: Joining,
     ) -> None:
+        """``joining``: the plane's connections on their way in; this one is until its media is up."""
         self.peer_id = peer_id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         identity.apply(self.pc)
         self.speaker = Speaker(forwarder.counters)
         self.speaker.on_flood = lambda: hooks.limit_exceeded("packet_rate")
-        self.slots = OutboundSlots(self.pc, max_forwarding_lines(limits.max_room_peers))
+        self.slots = OutboundSlots(self.pc, max_forwarding_lines(limits.max_live_lines))
+        # In a big room (media.selection): the speaker each labelled line should carry, and the speaker that
+        # never speaks, whose stream list holds the lines that carry nobody at the moment.
+        self._routes: dict[str, Speaker] = {}
+        self._nobody = Speaker(forwarder.counters)
+        # A room crossing ten people changes everyone's lines; the old ones forward until the new ones do.
+        self._handover: LineHandover | None = None
         self.sink: EgressSink | None = None
         self._forwarder = forwarder
         self._hooks = hooks
@@ -101,6 +128,8 @@ class PeerMedia:
             mux,
             candidates,
             peer_id=peer_id,
+            receive_lines=limits.max_live_lines,
+            hold=self._hold_for_joins,
             spawn=self._spawn,
             send=hooks.send,
             failed=hooks.failed,
@@ -121,8 +150,15 @@ class PeerMedia:
         # The server opens the one channel a connection needs (heartbeat); a channel the client opens would
         # only hold memory on the server (a hostile client can open thousands), so it is closed at once.
         self.pc.on("datachannel", lambda channel: channel.close())
+        self._joining = joining
+
+    async def _hold_for_joins(self) -> None:
+        # A connection still joining itself offers at once: its offers are part of a join.
+        if self._liveness.connected:
+            await self._joining.quiet()
 
     def start(self) -> None:
+        self._joining.begin(self)
         self._spawn(self._liveness.run())
         self._spawn(self._candidates.run())
 
@@ -159,6 +195,58 @@ class PeerMedia:
 
     def remove_speaker(self, speaker_id: str) -> None:
         self._negotiation.remove_speaker(speaker_id)
+        self._finish_handover()  # it may have been one the handover waited for
+
+    @property
+    def waiting_speakers(self) -> int:
+        """Speakers added before the client's first offer, who wait for it to get their lines."""
+        return self._negotiation.waiting_speakers
+
+    def hear_loudest(self, lines: int, speaker_ids: Iterable[str]) -> None:
+        """From now on the room's selection decides whom this connection hears, on ``lines`` lines labelled
+        by position (``line-0``...); the lines of ``speaker_ids`` (one each until now) go once those forward."""
+        labels = [line_label(index) for index in range(lines)]
+        for label in labels:
+            if label not in self._routes:
+                self._routes[label] = self._nobody
+                self.add_speaker(label, self._nobody)
+        self._hand_over(LineHandover(list(speaker_ids), labels))
+
+    def hear_everyone(self, speakers: Mapping[str, Speaker]) -> None:
+        """Back to one line per speaker (the room has become small again). The labelled lines keep carrying
+        whom they carry until the new ones forward; then they go, and the page is told."""
+        for speaker_id, speaker in speakers.items():
+            self.add_speaker(speaker_id, speaker)
+        self._hand_over(LineHandover(list(self._routes), list(speakers), self._forget_routes))
+
+    def _forget_routes(self) -> None:
+        self._routes.clear()
+        self._hooks.send(wire(Forwarding({})))
+
+    def _hand_over(self, handover: LineHandover) -> None:
+        # A newer handover replaces one still waiting: its lines to retire are the newer one's lines to keep.
+        self._handover = handover
+        self._finish_handover()
+
+    def _finish_handover(self) -> None:
+        """Retire the lines a handover replaces once every line taking over forwards (or before the
+        connection is up at all: then there is nothing to interrupt)."""
+        handover = self._handover
+        if handover is None or (self.sink is not None and any(map(self.slots.pending, handover.taking_over))):
+            return
+        self._handover = None
+        for line in handover.retiring:
+            self._negotiation.remove_speaker(line)
+        if handover.then is not None:
+            handover.then()
+
+    def route(self, line: int, speaker: Speaker | None) -> None:
+        """Line ``line`` carries ``speaker`` (None: nobody) from now on; a line not yet negotiated takes it
+        up once it is."""
+        label = line_label(line)
+        if label in self._routes:
+            self._routes[label] = target = speaker if speaker is not None else self._nobody
+            self.slots.route(label, target)
 
     # Client messages.
 
@@ -178,11 +266,19 @@ class PeerMedia:
         tap_rtp(self._inbound.receiver.transport, self.speaker.on_rtp)
         skip_decoder_thread(self._inbound.receiver)
         skip_loops(self._inbound.receiver)  # reported on by the connection's own loop, started once connected
+        self.speaker.level_id = header_extension_id(self._inbound, AUDIO_LEVEL_URI)
         self._liveness.open_channel(self.pc)
 
     def _activate_lines(self) -> None:
         if self.sink is not None:
+            self._apply_routes()
             self.slots.activate(self.sink)
+            self._finish_handover()
+
+    def _apply_routes(self) -> None:
+        # A labelled line made or moved since it was routed carries nobody until told again.
+        for label, speaker in self._routes.items():
+            self.slots.route(label, speaker)
 
     # Connection state.
 
@@ -223,8 +319,11 @@ class PeerMedia:
         self._spawn(send_reports(sources, self.sink.send_report(transmit.protect_rtcp)))
         for protocol in shared_protocols(dtls):
             protocol.srtp_handler = self.speaker.on_srtp
+        self._apply_routes()
         self.slots.activate(self.sink)
+        self._finish_handover()
         self._liveness.mark_connected()
+        self._joining.end(self)
         candidate_type = self._candidates.identify(dtls)
         if candidate_type == "prflx":
             self._spawn(self._report_connected(dtls))
@@ -238,6 +337,7 @@ class PeerMedia:
         if self._closed:
             return
         self._closed = True
+        self._joining.end(self)
         self._negotiation.close()
         self.slots.close()
         self.speaker.close()

@@ -15,6 +15,7 @@ from ghosttalk.media.aiortc_adapter.dtls import SharedDtlsIdentity
 from ghosttalk.media.description import Admission, CandidateFilter
 from ghosttalk.media.forwarder import Forwarder, ForwardingCounters
 from ghosttalk.media.icemux import IceMux, default_host_addresses
+from ghosttalk.media.negotiation import Joining
 from ghosttalk.media.peer import MediaHooks, MediaLimits, PeerMedia
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class MediaPlane:
         self._limits = limits
         self._candidate_dropped = candidate_dropped
         self._identity = SharedDtlsIdentity()
+        self._joining = Joining()
         self._forwarder: Forwarder | None = None
         # The server's own ICE endpoints, which no client candidate may name (set by start()).
         self._own_endpoints: tuple[tuple[str, int], ...] = ()
@@ -76,7 +78,9 @@ class MediaPlane:
         candidates = CandidateFilter(
             client_ip, self._own_endpoints, dropped=self._candidate_dropped, refused=hooks.refused
         )
-        media = PeerMedia(peer_id, self.mux, self._forwarder, self._identity, hooks, self._limits, candidates)
+        media = PeerMedia(
+            peer_id, self.mux, self._forwarder, self._identity, hooks, self._limits, candidates, self._joining
+        )
         self._connections.add(media)
         return media
 

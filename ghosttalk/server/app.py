@@ -12,6 +12,7 @@ from ghosttalk.config import Config
 from ghosttalk.media.description import Admission
 from ghosttalk.media.peer import MediaLimits
 from ghosttalk.media.plane import MediaPlane
+from ghosttalk.media.selection import lines_heard_at_once
 from ghosttalk.ops.bans import BANS, BanList
 from ghosttalk.ops.eventlog import EVENTS, EventLog
 from ghosttalk.ops.limits import KeyedRateLimiter
@@ -43,7 +44,7 @@ def media_plane(config: Config, metrics: Metrics) -> MediaPlane:
         heartbeat_timeout=config.heartbeat_timeout,
         connect_timeout=config.connect_timeout,
         offer_timeout=config.offer_timeout,
-        max_room_peers=config.max_room_peers,
+        max_live_lines=lines_heard_at_once(config.max_room_peers, config.max_forwarded_speakers),
     )
     return MediaPlane(
         bind=config.rtc_bind,

@@ -11,7 +11,7 @@ from typing import Any
 
 from ghosttalk.media.plane import MediaPlane
 from ghosttalk.ops.metrics import LiveStats
-from ghosttalk.server.rooms import RoomManager
+from ghosttalk.server.rooms import Peer, Room, RoomManager
 
 
 def snapshot(rooms: RoomManager) -> list[dict[str, Any]]:
@@ -19,13 +19,22 @@ def snapshot(rooms: RoomManager) -> list[dict[str, Any]]:
         {
             "room": room.id,
             "created_at": room.created_at,
-            "peers": [
-                {**p.info(), "ip": p.ip, "joined_at": p.joined_at, "candidate_type": p.media.candidate_type}
-                for p in room.peers.values()
-            ],
+            # Past ten people: each hears only the loudest few.
+            "selective": room.selection is not None,
+            "peers": [_peer(room, p) for p in room.peers.values()],
         }
         for room in rooms.rooms.values()
     ]
+
+
+def _peer(room: Room, peer: Peer) -> dict[str, Any]:
+    described = {**peer.info(), "ip": peer.ip, "joined_at": peer.joined_at, "candidate_type": peer.media.candidate_type}
+    # Packets that carried an audio level (RFC 6464): zero for a client that does not send it.
+    described["audio_levels"] = peer.media.speaker.level_packets
+    if room.selection is not None:
+        described["loudness"] = room.selection.loudness(peer.id)
+        described["hears"] = room.selection.heard_by(peer.id)
+    return described
 
 
 def candidate_types(rooms: RoomManager) -> dict[str, int]:

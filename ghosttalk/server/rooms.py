@@ -20,6 +20,7 @@ from ghosttalk.config import Config
 from ghosttalk.contract import CloseCode
 from ghosttalk.media.peer import MediaHooks, PeerMedia
 from ghosttalk.media.plane import MediaPlane
+from ghosttalk.media.selection import RoomSelection, selects_loudest
 from ghosttalk.ops.eventlog import EventLog
 from ghosttalk.ops.metrics import Metrics
 
@@ -27,6 +28,13 @@ logger = logging.getLogger(__name__)
 
 # A client that leaves this many messages unread is too slow to keep; it is disconnected.
 OUTBOX_MESSAGES = 256
+
+
+def receive_lines_for(media: PeerMedia) -> int:
+    """How many receive-only audio lines a newcomer's first offer should carry (``room_state``'s
+    ``receive_lines``): one per speaker its connection is waiting to hear, so that the server's first answer
+    already sends every one of them and the join takes one round trip."""
+    return media.waiting_speakers
 
 
 class JoinRefused(Exception):
@@ -62,6 +70,8 @@ class Room:
     created_at: float = field(default_factory=time.time)
     peers: dict[str, Peer] = field(default_factory=dict)
     destroy_handle: asyncio.TimerHandle | None = None
+    # Set while the room is too large to forward everyone to everyone: who hears whom (media.selection).
+    selection: RoomSelection | None = None
 
     def broadcast(self, message: dict[str, Any], *, exclude: Peer | None = None) -> None:
         for peer in list(self.peers.values()):
@@ -99,6 +109,8 @@ class RoomManager:
         for room in self.rooms.values():
             if room.destroy_handle is not None:
                 room.destroy_handle.cancel()
+            if room.selection is not None:
+                room.selection.close()
 
     @property
     def task_count(self) -> int:
@@ -142,13 +154,18 @@ class RoomManager:
         peer = Peer(peer_id, name, ip, room_id, media, disconnect)
         members = list(room.peers.values()) if room is not None else []
         try:
-            for other in members:
-                if not other.media.usable:
-                    # Closed or failed, and its removal is under way: it hears nobody new.
-                    continue
-                media.add_speaker(other.id, other.media.speaker)
-                other.media.add_speaker(peer.id, media.speaker)
+            if room is not None and selects_loudest(len(members) + 1, self.config.max_forwarded_speakers):
+                self._hear_loudest(room, peer)
+            else:
+                for other in members:
+                    if not other.media.usable:
+                        # Closed or failed, and its removal is under way: it hears nobody new.
+                        continue
+                    media.add_speaker(other.id, other.media.speaker)
+                    other.media.add_speaker(peer.id, media.speaker)
         except BaseException:
+            if room is not None and room.selection is not None:
+                room.selection.remove(peer_id)
             for other in members:
                 other.media.remove_speaker(peer.id)
             self._spawn(media.close())
@@ -163,11 +180,38 @@ class RoomManager:
         self.peers[peer_id] = peer
         media.start()
 
-        peer.send({"type": "room_state", "self_id": peer_id, "peers": [p.info() for p in room.peers.values()]})
+        peers = [p.info() for p in room.peers.values()]
+        peer.send({"type": "room_state", "self_id": peer_id, "peers": peers, "receive_lines": receive_lines_for(media)})
         room.broadcast({"type": "peer_join", "peer": peer.info()}, exclude=peer)
         self.metrics.joins.inc()
         self.events.emit("USER_JOIN", room=room_id, peer=peer_id, ip=ip, name=name)
         return peer
+
+    def _hear_loudest(self, room: Room, peer: Peer) -> None:
+        """``peer`` joins a room past FORWARD_ALL_UP_TO: it gets max-forwarded-speakers lines, on which the
+        room's selection puts the loudest. The join that takes the room past it moves everyone there over:
+        the same few lines come, and each one's line per speaker goes once they forward (media.peer)."""
+        forwarded = self.config.max_forwarded_speakers
+        if room.selection is None:
+            room.selection = RoomSelection(forwarded)
+            for member in room.peers.values():
+                if member.media.usable:
+                    member.media.hear_loudest(forwarded, room.peers)
+                    self._select(room.selection, member)
+        peer.media.hear_loudest(forwarded, ())
+        self._select(room.selection, peer)
+
+    @staticmethod
+    def _select(selection: RoomSelection, peer: Peer) -> None:
+        selection.add(peer.id, peer.media.speaker, peer.media.route, peer.send)
+
+    def _hear_everyone(self, room: Room, selection: RoomSelection) -> None:
+        """The room is small again: one line per speaker for everyone, as in any small room."""
+        room.selection = None
+        selection.close()
+        members = [member for member in room.peers.values() if member.media.usable]
+        for member in members:
+            member.media.hear_everyone({other.id: other.media.speaker for other in members if other is not member})
 
     async def leave(self, peer: Peer, reason: str = "left") -> None:
         """Remove ``peer`` everywhere and close its connection; safe to call more than once."""
@@ -183,6 +227,12 @@ class RoomManager:
             room.peers.pop(peer.id, None)
             for other in room.peers.values():
                 other.media.remove_speaker(peer.id)
+            selection = room.selection
+            if selection is not None:
+                selection.remove(peer.id)
+                # At shutdown nobody is to hear anybody any more: RoomManager.close() ends the selection.
+                if not self._closing and not selects_loudest(len(room.peers), self.config.max_forwarded_speakers):
+                    self._hear_everyone(room, selection)
             if not self._closing:  # at shutdown everyone has been told already
                 room.broadcast({"type": "peer_leave", "peer_id": peer.id})
         self.metrics.leaves.inc()

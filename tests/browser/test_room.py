@@ -243,3 +243,44 @@ def test_leave_close_and_kill_are_noticed(
 
     eventually_sync(ann_hears_gus, 10, what="Ann hears Gus")
     gus.context.close()
+
+
+# Test-side instrumentation: what the server told the page, by message type (offers, and room_state's
+# receive_lines).
+COUNT_SERVER_MESSAGES_JS = """
+window.__told = [];
+window.WebSocket = class extends window.WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener('message', (event) => window.__told.push(JSON.parse(event.data)));
+  }
+};
+"""
+
+
+def test_a_newcomer_hears_the_room_after_one_round_trip(
+    shared_server: ServerProcess, browsers: dict[str, Browser]
+) -> None:
+    """The page offers the receive lines room_state asks for, and the server's answer already sends the two
+    people there on them: no offer from the server before (or after) the newcomer hears both."""
+    room = f"one-trip-{secrets.token_hex(4)}"
+    people = [join(browsers[name], shared_server.url, room, name) for name in ("Ann", "Bob")]
+    newcomer = join(browsers["Cat"], shared_server.url, room, "Cat", init_script=COUNT_SERVER_MESSAGES_JS)
+    try:
+        eventually_sync(
+            lambda: (live_inbound(newcomer), newcomer.last_error()),
+            15,
+            what="Cat: two live inbound streams (count, page's last error)",
+            until=lambda value: value[0] == 2,
+        )
+        told = newcomer.page.evaluate("window.__told")
+        kinds = [message["type"] for message in told]
+        [state] = [message for message in told if message["type"] == "room_state"]
+        assert state["receive_lines"] == 2
+        assert "offer" not in kinds, kinds
+        # Two receive lines besides its voice, and the heartbeat channel on the first offer's data channel line.
+        assert newcomer.page.evaluate("window.__pc.getTransceivers().length") == 3
+        assert_hears(newcomer, {"Ann": people[0].self_id(), "Bob": people[1].self_id()})
+    finally:
+        for person in [*people, newcomer]:
+            person.context.close()

@@ -11,7 +11,8 @@ module per concern:
   the DTLS role fixed by the first negotiation (``keep_dtls_roles``), the SRTP sessions the fast path uses,
   aiortc's RTP handler taken over (``tap_rtp``), and the headless client's direct SRTP send and receive.
 * ``negotiation``: offers that keep what the browser's first negotiation settled (payload types,
-  header-extension ids), and what was negotiated (payload types, SSRCs, msid, CNAME).
+  header-extension ids), what was negotiated (payload types, SSRCs, msid, CNAME), and the descriptions aiortc
+  keeps without what it never reads again.
 * ``endpoints``: no aiortc loop per stream (``skip_loops``: the forwarder writes RTP and the connection's
   report loop RTCP, ``ghosttalk.media.reports``), no decoder thread, and receivers of send-only lines
   without what they would need to receive.
@@ -19,7 +20,8 @@ module per concern:
   sender-report counters.
 * ``srtp``: SRTP protect and unprotect straight into libsrtp through pylibsrtp 1.0.0's own cffi binding.
 
-``ghosttalk.media.pyav_standin`` is the other piece of the contract: it must act before aiortc is imported.
+``ghosttalk.media.pyav_standin`` is the other piece of the contract (stand-ins for PyAV and for aioice's mDNS
+resolver): it must act before aiortc is imported.
 ``tests/test_adapter_pins.py`` checks the pinned versions and every attribute used here, so an upgrade
 fails loudly in the suite instead of silently falling back to decoding.
 """

@@ -22,7 +22,7 @@ from typing import Any, Protocol, cast
 
 from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
-from aioice.ice import Connection, StunProtocol
+from aioice.ice import CandidatePair, Connection, StunProtocol
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
@@ -158,15 +158,52 @@ def _ice_transports(pc: RTCPeerConnection) -> set[RTCIceTransport]:
 
 
 def gather_on_shared_socket(pc: RTCPeerConnection, owner: SocketOwner, advertised: tuple[str, ...]) -> None:
-    """Make every not-yet-gathered ICE transport of ``pc`` use the shared socket. Call before each
-    ``setLocalDescription``: aiortc creates transports lazily and gathers in ``setLocalDescription``."""
+    """Make every not-yet-gathered ICE transport of ``pc`` use the shared socket, and check without pacing
+    (:func:`check_at_once`). Call before each ``setLocalDescription``: aiortc creates transports lazily and
+    gathers in ``setLocalDescription``."""
     for transport in _ice_transports(pc):
         connection = transport._connection
         if transport.iceGatherer.state == "new" and "get_component_candidates" not in vars(connection):
             gather = functools.partial(_shared_socket_candidates, connection, owner, advertised)
             setattr(connection, "get_component_candidates", gather)  # noqa: B010 (a per-instance override)
+    check_at_once(pc)
     for dtls in dtls_transports(pc):
         guard_dtls_receive(dtls, owner)
+
+
+class _ChecksAtOnce:
+    """Stands in for one connection's ``Connection._check_periodic``, which ``connect()`` calls every 20 ms
+    (RFC 8445's Ta) to start the next check, for as long as it returns True. When the check list completes,
+    ``connect()`` only notices at the next tick, and the DTLS handshake waits for ``connect()``: up to 20 ms
+    per side on every join, for nothing on a list of a few pairs. So every pending check starts now and,
+    once there is a pair at all, the loop ends: ``connect()`` then waits on the check list itself and returns
+    the moment it completes. Pairs formed later (trickled candidates) are checked when the peer's own checks
+    trigger them, as they are against an ICE-lite agent; with no pair yet, aioice's loop goes on."""
+
+    __slots__ = ("connection", "paced")
+
+    def __init__(self, connection: Connection, paced: Callable[[], bool]) -> None:
+        self.connection = connection
+        self.paced = paced
+
+    def __call__(self) -> bool:
+        pairs = self.connection._check_list
+        if not pairs:
+            return self.paced()
+        for pair in pairs:
+            if pair.state in (CandidatePair.State.FROZEN, CandidatePair.State.WAITING):
+                self.connection.check_start_task(pair)
+        return False
+
+
+def check_at_once(pc: RTCPeerConnection) -> None:
+    """Install :class:`_ChecksAtOnce` on every ICE connection of ``pc`` (idempotent). Call before the
+    description that starts ICE (the server's answer; the client's offer) is applied."""
+    for transport in _ice_transports(pc):
+        connection = transport._connection
+        if not isinstance(vars(connection).get("_check_periodic"), _ChecksAtOnce):
+            checks = _ChecksAtOnce(connection, connection._check_periodic)
+            setattr(connection, "_check_periodic", checks)  # noqa: B010 (a per-instance override)
 
 
 def dtls_transports(pc: RTCPeerConnection) -> set[RTCDtlsTransport]:

@@ -25,6 +25,12 @@ async def create_offer_keeping_negotiated(pc: RTCPeerConnection, reference: RTCR
         module["CODECS"], module["HEADER_EXTENSIONS"] = codecs, extensions
 
 
+def keep_codec(transceiver: RTCRtpTransceiver, mime_type: str) -> None:
+    """Leave only ``mime_type`` (lower case) among the codecs negotiated on ``transceiver``: what the answer to
+    the offer that made it will list."""
+    transceiver._codecs = [codec for codec in transceiver._codecs if codec.mimeType.lower() == mime_type]
+
+
 def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
     codecs = transceiver._codecs
     return codecs[0].payloadType if codecs else None
@@ -32,6 +38,11 @@ def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
 
 def received_payload_types(transceiver: RTCRtpTransceiver) -> frozenset[int]:
     return frozenset(codec.payloadType for codec in transceiver._codecs if codec.payloadType is not None)
+
+
+def header_extension_id(transceiver: RTCRtpTransceiver, uri: str) -> int:
+    """The id the last negotiation gave the header extension ``uri`` on this line; 0 if it was not agreed."""
+    return next((extension.id for extension in transceiver._headerExtensions if extension.uri == uri), 0)
 
 
 def sender_ssrc(sender: RTCRtpSender) -> int:
@@ -48,3 +59,37 @@ def set_stream_identity(sender: RTCRtpSender, stream_id: str, track_id: str) -> 
 def connection_cname(pc: RTCPeerConnection) -> str:
     """The CNAME ``pc`` puts in its SDP (``a=ssrc:... cname:``), which its RTCP must repeat."""
     return str(getattr(pc, "_RTCPeerConnection__cname"))  # noqa: B009 (private)
+
+
+
+_PENDING_LOCAL = "_RTCPeerConnection__pendingLocalDescription"
+_CURRENT_LOCAL = "_RTCPeerConnection__currentLocalDescription"
+_PENDING_REMOTE = "_RTCPeerConnection__pendingRemoteDescription"
+_CURRENT_REMOTE = "_RTCPeerConnection__currentRemoteDescription"
+
+
+def forget_what_aiortc_no_longer_reads(pc: RTCPeerConnection) -> None:
+    """Once an exchange has completed, let go of what aiortc keeps of the descriptions but never reads again.
+
+    aiortc keeps up to four parsed descriptions per connection (a pending and a current one each side) and
+    only ever reads the pending one of a side if there is one, else the current one: a current description
+    behind a pending one can never be read again (our first answer, once we have made an offer), so it goes.
+    Of the client's descriptions that stay, the parts aiortc has applied go: the candidates (handed to ICE
+    as each description was set) and every m-line's codecs and header extensions (the transceivers hold the
+    agreed ones); it reads only each m-line's kind, mid, SSRCs, RTCP and transport parameters again. A
+    browser lists about ten codecs and four extensions on every line, so a connection hearing nine people
+    kept some 40 kB of them. No-op unless ``pc`` is stable (a pending offer is still to be answered)."""
+    if pc.signalingState != "stable":
+        return
+    for pending, current in ((_PENDING_LOCAL, _CURRENT_LOCAL), (_PENDING_REMOTE, _CURRENT_REMOTE)):
+        if getattr(pc, pending) is not None:
+            setattr(pc, current, None)
+    for name in (_PENDING_REMOTE, _CURRENT_REMOTE):
+        description = getattr(pc, name)
+        if description is None:
+            continue
+        for media in description.media:
+            # New lists, never cleared ones: the objects they held may be shared with a transceiver.
+            media.ice_candidates = []
+            media.rtp.codecs = []
+            media.rtp.headerExtensions = []

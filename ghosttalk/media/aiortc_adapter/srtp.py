@@ -11,6 +11,8 @@ transform. Anything not recognisably such a bound method of a pylibsrtp that exp
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pylibsrtp
 
@@ -43,6 +45,30 @@ def fast_transform(method: Transform) -> Transform:
     if name == "unprotect_rtcp":
         return _transform(session, lib.srtp_unprotect_rtcp, 0)
     return method
+
+
+@dataclass(frozen=True, slots=True)
+class InPlaceProtect:
+    """libsrtp's protect on a buffer of the caller's (the forwarder's send slots): ``function(context, buffer,
+    length)`` protects ``length[0]`` bytes of ``buffer`` in place, sets ``length[0]`` to the protected size and
+    returns 0, or a libsrtp error code."""
+
+    function: Callable[[Any, Any, Any], int]
+    context: Any
+    # Owns the context (libsrtp's session is freed by its finaliser).
+    session: pylibsrtp.Session
+
+
+def in_place_protect(method: Transform) -> InPlaceProtect | None:
+    """The in-place form of ``session.protect`` (given as that bound method), or None where pylibsrtp's
+    binding is not the one we know (the caller then uses the method itself)."""
+    session = getattr(method, "__self__", None)
+    if lib is None or not isinstance(session, pylibsrtp.Session) or getattr(method, "__name__", "") != "protect":
+        return None
+    context = getattr(session, "_srtp", None)
+    if context is None:
+        return None
+    return InPlaceProtect(lib.srtp_protect, context[0], session)
 
 
 def _transform(session: pylibsrtp.Session, function: Callable[..., int], trailer: int) -> Transform:

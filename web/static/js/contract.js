@@ -40,4 +40,9 @@ export const MSG = Object.freeze({
   PEER_LEAVE: 'peer_leave',
   PEER_UPDATE: 'peer_update',
   ERROR: 'error',
+  FORWARDING: 'forwarding',
+  LEVELS: 'levels',
 });
+
+/** The MediaStream id of a big room's forwarding line starts with this; `forwarding` says whom it carries. */
+export const LINE_PREFIX = 'line-';

@@ -1,6 +1,9 @@
 // @ts-check
 // The one RTCPeerConnection to the server. The page sends one audio track and receives one track per
 // other person; the MediaStream id of each incoming track is the peer id of whoever speaks on it.
+// The first offer already carries the receive-only lines the server asked for (room_state's receive_lines)
+// and a data channel line, so that the server's answer sends the room's voices on them and its heartbeat
+// channel rides the same negotiation: one round trip before the person hears the room.
 // Negotiation follows the "perfect negotiation" pattern with the page as the polite side: an offer from
 // the server that collides with our own rolls ours back (the server never rolls back).
 
@@ -11,6 +14,11 @@ import { Emitter } from './events.js';
 /** @typedef {{ peerId: string, track: MediaStreamTrack }} PeerTrack a person's incoming track */
 /** @typedef {{ url: string, code: number, text: string }} TurnRefusal */
 /** @typedef {'failed' | 'problem'} Failure */
+
+// The data channel that only puts a data channel line into the first offer (the server's heartbeat channel
+// uses it): negotiated, so nothing is sent to open it, and odd, the ids of the DTLS server the offerer is
+// here, far from those the server's channels take.
+const LINE_CHANNEL_ID = 1023;
 
 /**
  * @extends {Emitter<{
@@ -27,9 +35,11 @@ export class PeerLink extends Emitter {
    * @param {object} options
    * @param {RTCIceServer[]} options.iceServers
    * @param {MediaStreamTrack | null} options.track what to send first
+   * @param {number | null} options.receiveLines receive-only lines for the first offer (null: the server did
+   *   not say, so the offer carries the voice alone)
    * @param {(message: Message) => void} options.send to the server
    */
-  constructor({ iceServers, track, send }) {
+  constructor({ iceServers, track, receiveLines, send }) {
     super();
     this.send = send;
     this.closed = false;
@@ -41,6 +51,14 @@ export class PeerLink extends Emitter {
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
     // The engine always has a track to send; the kind only keeps the checker's null case well defined.
     this.sender = this.pc.addTransceiver(track ?? 'audio', { direction: 'sendrecv' }).sender;
+    if (receiveLines !== null) {
+      for (let i = 0; i < receiveLines; i += 1) this.pc.addTransceiver('audio', { direction: 'recvonly' });
+      try {
+        this.pc.createDataChannel('lines', { negotiated: true, id: LINE_CHANNEL_ID });
+      } catch {
+        // Without it the server offers its heartbeat channel separately: one more round trip, nothing lost.
+      }
+    }
     this.pc.addEventListener('negotiationneeded', () => void this.enqueue(() => this.offer()));
     this.pc.addEventListener('icecandidate', (event) => this.onLocalCandidate(event.candidate));
     this.pc.addEventListener('track', (event) => this.onTrack(event));

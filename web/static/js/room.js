@@ -12,7 +12,7 @@ import { RoomSession } from './session.js';
 import { playCue } from './sounds.js';
 import { quality, StatsSampler } from './stats.js';
 import { PeopleView, StatusBanner, show } from './ui.js';
-import { VoiceActivity } from './vad.js';
+import { VoiceActivity, levelIsSpeaking } from './vad.js';
 
 /** @typedef {import('./session.js').Peer} Peer */
 /** @typedef {import('./peer.js').PeerLink} PeerLink */
@@ -164,6 +164,7 @@ export class RoomPage {
     session.on('transport', () => this.onTransport());
     session.on('link', ({ link }) => this.onLink(link));
     session.on('audio', () => this.syncVoices());
+    session.on('levels', ({ levels }) => this.onLevels(levels));
 
     joinButton().disabled = false;
     show($('join-view'), false);
@@ -207,6 +208,15 @@ export class RoomPage {
     }
     for (const [id, remote] of engine.remotes) {
       if (!this.vads.has(id)) this.vads.set(id, new VoiceActivity(remote.analyser));
+    }
+  }
+
+  // Who speaks, from the server, among those a big room does not forward here (the rest: our own detector).
+  /** @param {Map<string, number>} levels */
+  onLevels(levels) {
+    const engine = this.engine;
+    for (const [id, level] of levels) {
+      if (!engine || !engine.remotes.has(id)) this.people.setSpeaking(id, levelIsSpeaking(level));
     }
   }
 

@@ -3,6 +3,7 @@
 // drops, until the person leaves or the server says no for good (full, kicked, banned, bad input).
 import { CLOSE, MSG, STAY_AWAY } from './contract.js';
 import { Emitter } from './events.js';
+import { ForwardingLines, isLine } from './lines.js';
 import { PeerLink } from './peer.js';
 import { Signaling } from './signaling.js';
 
@@ -73,6 +74,7 @@ function isIceServer(value) {
  *   transport: undefined,
  *   link: { link: PeerLink },
  *   audio: undefined,
+ *   levels: { levels: Map<string, number> },
  * }>}
  */
 export class RoomSession extends Emitter {
@@ -101,6 +103,7 @@ export class RoomSession extends Emitter {
     this.stopped = false;
     this.attempt = 0;
     this.retryTimer = 0;
+    this.lines = new ForwardingLines(engine, () => this.selfId);
     engine.on('sendtrack', ({ track }) => {
       if (this.link) this.link.setTrack(track);
     });
@@ -175,6 +178,13 @@ export class RoomSession extends Emitter {
         // Passed on as sent: the browser refuses a malformed one, which only costs that path ('problem').
         if (this.link) void this.link.handleCandidate(/** @type {RTCIceCandidateInit | null} */ (message.candidate));
         break;
+      case MSG.FORWARDING:
+        this.lines.update(message.lines);
+        this.emit('audio');
+        break;
+      case MSG.LEVELS:
+        this.onLevels(message.levels);
+        break;
       case MSG.ERROR:
         // Whether the visit goes on is the close code's to say (onClose); the text is for diagnostics.
         this.emit('problem', { message: typeof message.message === 'string' ? message.message : '' });
@@ -200,26 +210,35 @@ export class RoomSession extends Emitter {
     this.peers.set(this.selfId, self);
     // A rejoin after a drop keeps the mute the person chose.
     if (this.muted) sig.send({ type: MSG.MUTE, muted: true });
-    this.startLink(sig);
+    // A server that does not say how many lines to offer gets the voice alone, and adds the rest by offering.
+    const lines = message.receive_lines;
+    const known = typeof lines === 'number' && Number.isInteger(lines) && lines >= 0;
+    this.startLink(sig, known ? Math.min(lines, 99) : null);
     this.emit('joined');
     this.emit('peers', {});
   }
 
-  /** @param {Signaling} sig */
-  startLink(sig) {
+  /**
+   * @param {Signaling} sig
+   * @param {number | null} receiveLines
+   */
+  startLink(sig, receiveLines) {
     this.closeLink();
     const link = new PeerLink({
       iceServers: this.iceServers,
       track: this.engine.sendTrack,
+      receiveLines,
       send: (message) => sig.send(message),
     });
     this.link = link;
     link.on('track', ({ peerId, track }) => {
-      if (peerId !== this.selfId) this.engine.attach(peerId, track);
+      if (isLine(peerId)) this.lines.add(peerId, track);
+      else if (peerId !== this.selfId) this.engine.attach(peerId, track);
       this.emit('audio');
     });
     link.on('trackended', ({ peerId, track }) => {
-      this.engine.detach(peerId, track);
+      if (isLine(peerId)) this.lines.remove(peerId, track);
+      else this.engine.detach(peerId, track);
       this.emit('audio');
     });
     link.on('problem', ({ error }) => this.emit('problem', { message: String(error) }));
@@ -236,6 +255,20 @@ export class RoomSession extends Emitter {
       if (link.connectionState === 'connected') this.attempt = 0;
     });
     this.emit('link', { link });
+  }
+
+  /**
+   * Levels (RFC 6464 -dBov: 0 loudest, 127 silent) of people whose voice this page does not receive.
+   * @param {unknown} levels peer id -> level
+   */
+  onLevels(levels) {
+    if (!levels || typeof levels !== 'object') return;
+    /** @type {Map<string, number>} */
+    const valid = new Map();
+    for (const [peerId, level] of Object.entries(/** @type {Record<string, unknown>} */ (levels))) {
+      if (typeof level === 'number' && this.peers.has(peerId)) valid.set(peerId, level);
+    }
+    if (valid.size) this.emit('levels', { levels: valid });
   }
 
   // Never rejects.
@@ -313,6 +346,7 @@ export class RoomSession extends Emitter {
 
   teardown() {
     this.closeLink();
+    this.lines.clear();
     this.engine.detachAll();
     this.peers = new Map();
     this.emit('peers', {});

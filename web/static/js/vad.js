@@ -45,6 +45,16 @@ export class VoiceActivity {
   }
 }
 
+/**
+ * Whether a level the server reports (RFC 6464 -dBov, for people whose voice the page does not receive)
+ * counts as speaking, by the same onset threshold as the page's own detector.
+ * @param {number} level
+ * @returns {boolean}
+ */
+export function levelIsSpeaking(level) {
+  return -level > ON_DB;
+}
+
 // 0..1 for a level meter: -60 dBFS and below is empty, 0 dBFS is full.
 /** @param {number} db */
 export function meterFraction(db) {

@@ -1,0 +1,171 @@
+"""Joining while the load runs: what a person waits from pressing Join until every speaker is heard.
+
+Each timed join starts its clock as the WebSocket opens and stops it at the first packet from the last of
+the room's speakers; on the way it notes every step of the join (``JoinTimes``) so that the slow one shows.
+Only the signaling contract is used, so any server that speaks it can be measured (``--url``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ghosttalk.benchmark.workers import PROBE
+from ghosttalk.client.participant import Client, ClientOptions, JoinError, JoinTimes, ReceivedPacket
+
+# A join that has not heard everyone by then counts as failed (and is left out of the percentiles).
+JOIN_TIMEOUT = 10.0
+# Between two late joiners: the renegotiations one join and leave set off in its room are over before the
+# next is timed, so that each measures a join under the load, not the tail of the last one (the burst
+# measures joins that overlap).
+LATE_JOIN_GAP = 0.5
+
+
+@dataclass(slots=True, frozen=True)
+class JoinSample:
+    """One join: milliseconds from the WebSocket opening to each step (None: it did not happen)."""
+
+    welcome: float | None
+    offer_sent: float | None
+    answer: float | None
+    ice_connected: float | None
+    dtls_connected: float | None
+    server_offer: float | None
+    server_offer_answered: float | None
+    heard_all: float | None
+    # Offers the server sent before the last speaker was heard (0: one round trip sufficed).
+    server_offers: int
+    # time.monotonic() of the WebSocket opening, to put the joins of a burst on one time line.
+    started: float
+
+
+def _since(start: float, moment: float | None) -> float | None:
+    return None if moment is None else (moment - start) * 1000
+
+
+async def time_join(url: str, room: str, name: str, speakers: set[int], timeout: float = JOIN_TIMEOUT) -> JoinSample:
+    """Join ``room`` while ``speakers`` (client ids in the probe payload) talk, until it has heard each of
+    them (or, when room_state gives fewer receive lines, as many as that), then leave."""
+    heard: set[int] = set()
+    heard_all: float | None = None
+    offers_then = 0
+    everyone = asyncio.Event()
+    client = Client(url, room, name, ClientOptions(keep_packets=False))
+
+    def on_packet(speaker_id: str, packet: ReceivedPacket) -> None:
+        nonlocal heard_all, offers_then
+        if heard_all is not None:
+            return
+        heard.add(PROBE.unpack_from(packet.payload)[0])
+        # In a room that forwards only the loudest, everyone it will hear: as many as it has lines.
+        lines = client.receive_lines
+        if len(heard & speakers) >= (len(speakers) if lines is None else min(len(speakers), lines)):
+            heard_all, offers_then = time.monotonic(), client.join_times.server_offers
+            everyone.set()
+
+    client.on_packet = on_packet
+    deadline = time.monotonic() + timeout
+    try:
+        await client.connect(timeout=timeout)
+        if not speakers:
+            heard_all = time.monotonic()
+        else:
+            await asyncio.wait_for(everyone.wait(), max(deadline - time.monotonic(), 0.0))
+    except (JoinError, TimeoutError, OSError):
+        pass  # counted as a join that did not hear everyone
+    finally:
+        await client.close()
+    times: JoinTimes = client.join_times
+    start = times.ws_open
+    return JoinSample(
+        welcome=_since(start, times.welcome),
+        offer_sent=_since(start, times.offer_sent),
+        answer=_since(start, times.answer),
+        ice_connected=_since(start, times.ice_connected),
+        dtls_connected=_since(start, times.dtls_connected),
+        server_offer=_since(start, times.server_offer),
+        server_offer_answered=_since(start, times.server_offer_answered),
+        heard_all=_since(start, heard_all),
+        server_offers=offers_then if heard_all is not None else times.server_offers,
+        started=start,
+    )
+
+
+async def late_joiners(url: str, rooms: Sequence[tuple[str, set[int]]], count: int) -> list[JoinSample]:
+    """``count`` joins one after another (LATE_JOIN_GAP apart), each into the next room (room, its speakers)
+    in turn."""
+    samples = []
+    for index in range(count):
+        if index:
+            await asyncio.sleep(LATE_JOIN_GAP)
+        room, speakers = rooms[index % len(rooms)]
+        samples.append(await time_join(url, room, f"late{index}", speakers))
+    return samples
+
+
+async def join_burst(url: str, rooms: Sequence[tuple[str, set[int]]], count: int) -> list[JoinSample]:
+    """``count`` people join within one second (evenly spread), each into the next room in turn; all stay
+    until the last has heard everyone or given up."""
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+
+    async def one(index: int) -> JoinSample:
+        await asyncio.sleep(max(begin + index / count - loop.time(), 0.0))
+        room, speakers = rooms[index % len(rooms)]
+        return await time_join(url, room, f"burst{index}", speakers)
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+@dataclass(slots=True, frozen=True)
+class JoinFigures:
+    """What the report says of a set of joins (all milliseconds; None where no join got that far)."""
+
+    heard_all: int
+    p50: float | None
+    p99: float | None
+    welcome: float | None
+    offer_sent: float | None
+    answer: float | None
+    ice_connected: float | None
+    dtls_connected: float | None
+    server_offer: float | None
+    server_offer_answered: float | None
+    server_offers: float | None
+    # First WebSocket opening to the last join hearing everyone (None unless every join did).
+    all_heard: float | None
+
+
+def _percentile(values: Sequence[float | None], q: float) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(float(np.percentile(present, q)), 1) if present else None
+
+
+def figures(samples: Sequence[JoinSample]) -> JoinFigures:
+    """Percentiles of the whole join over the joins that heard everyone; each step is the median over the
+    joins that reached it, in milliseconds from the WebSocket opening."""
+    done = [s for s in samples if s.heard_all is not None]
+    all_heard = None
+    if samples and len(done) == len(samples):
+        first = min(s.started for s in samples)
+        last = max(s.started + (s.heard_all or 0.0) / 1000 for s in samples)
+        all_heard = round((last - first) * 1000, 1)
+    offers = [float(s.server_offers) for s in done]
+    return JoinFigures(
+        heard_all=len(done),
+        p50=_percentile([s.heard_all for s in done], 50),
+        p99=_percentile([s.heard_all for s in done], 99),
+        welcome=_percentile([s.welcome for s in samples], 50),
+        offer_sent=_percentile([s.offer_sent for s in samples], 50),
+        answer=_percentile([s.answer for s in samples], 50),
+        ice_connected=_percentile([s.ice_connected for s in samples], 50),
+        dtls_connected=_percentile([s.dtls_connected for s in samples], 50),
+        server_offer=_percentile([s.server_offer for s in samples], 50),
+        server_offer_answered=_percentile([s.server_offer_answered for s in samples], 50),
+        server_offers=None if not offers else round(float(np.median(offers)), 1),
+        all_heard=all_heard,
+    )
