@@ -8,9 +8,9 @@ Only the signaling contract is used, so any server that speaks it can be measure
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,9 +25,10 @@ JOIN_TIMEOUT = 10.0
 LATE_JOIN_GAP = 0.5
 
 
-@dataclass(slots=True, frozen=True)
-class JoinSample:
-    """One join: milliseconds from the WebSocket opening to each step (None: it did not happen)."""
+@dataclasses.dataclass(slots=True, frozen=True)
+class JoinSteps:
+    """Milliseconds from the WebSocket opening to each step of a join (None: it did not happen). Of one join
+    (``JoinSample``), or the medians of several (``JoinFigures``)."""
 
     welcome: float | None
     offer_sent: float | None
@@ -36,6 +37,13 @@ class JoinSample:
     dtls_connected: float | None
     server_offer: float | None
     server_offer_answered: float | None
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class JoinSample:
+    """One join: its steps, and when it heard everyone (None: it never did)."""
+
+    steps: JoinSteps
     heard_all: float | None
     # Offers the server sent before the last speaker was heard (0: one round trip sufficed).
     server_offers: int
@@ -81,7 +89,7 @@ async def time_join(url: str, room: str, name: str, speakers: set[int], timeout:
         await client.close()
     times: JoinTimes = client.join_times
     start = times.ws_open
-    return JoinSample(
+    steps = JoinSteps(
         welcome=_since(start, times.welcome),
         offer_sent=_since(start, times.offer_sent),
         answer=_since(start, times.answer),
@@ -89,6 +97,9 @@ async def time_join(url: str, room: str, name: str, speakers: set[int], timeout:
         dtls_connected=_since(start, times.dtls_connected),
         server_offer=_since(start, times.server_offer),
         server_offer_answered=_since(start, times.server_offer_answered),
+    )
+    return JoinSample(
+        steps=steps,
         heard_all=_since(start, heard_all),
         server_offers=offers_then if heard_all is not None else times.server_offers,
         started=start,
@@ -121,20 +132,15 @@ async def join_burst(url: str, rooms: Sequence[tuple[str, set[int]]], count: int
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-@dataclass(slots=True, frozen=True)
+@dataclasses.dataclass(slots=True, frozen=True)
 class JoinFigures:
     """What the report says of a set of joins (all milliseconds; None where no join got that far)."""
 
     heard_all: int
     p50: float | None
     p99: float | None
-    welcome: float | None
-    offer_sent: float | None
-    answer: float | None
-    ice_connected: float | None
-    dtls_connected: float | None
-    server_offer: float | None
-    server_offer_answered: float | None
+    # Each step's median over the joins that reached it.
+    steps: JoinSteps
     server_offers: float | None
     # First WebSocket opening to the last join hearing everyone (None unless every join did).
     all_heard: float | None
@@ -159,13 +165,9 @@ def figures(samples: Sequence[JoinSample]) -> JoinFigures:
         heard_all=len(done),
         p50=_percentile([s.heard_all for s in done], 50),
         p99=_percentile([s.heard_all for s in done], 99),
-        welcome=_percentile([s.welcome for s in samples], 50),
-        offer_sent=_percentile([s.offer_sent for s in samples], 50),
-        answer=_percentile([s.answer for s in samples], 50),
-        ice_connected=_percentile([s.ice_connected for s in samples], 50),
-        dtls_connected=_percentile([s.dtls_connected for s in samples], 50),
-        server_offer=_percentile([s.server_offer for s in samples], 50),
-        server_offer_answered=_percentile([s.server_offer_answered for s in samples], 50),
+        steps=JoinSteps(
+            *(_percentile([getattr(s.steps, step.name) for s in samples], 50) for step in dataclasses.fields(JoinSteps))
+        ),
         server_offers=None if not offers else round(float(np.median(offers)), 1),
         all_heard=all_heard,
     )
