@@ -15,6 +15,7 @@ import pytest
 
 from ghosttalk.config import Config
 from ghosttalk.contract import CloseCode
+from ghosttalk.media import negotiation
 from ghosttalk.ops.eventlog import EventLog
 from ghosttalk.ops.metrics import LiveStats, Metrics
 from ghosttalk.server.app import media_plane
@@ -140,6 +141,25 @@ async def test_leaving_tells_the_others_and_an_empty_room_goes(start: Start) -> 
     await server.rooms.leave(ann.peer, "connection lost")
     assert server.rooms.rooms == {} and server.rooms.peers == {}
     assert [e["room"] for e in server.logged("ROOM_DESTROY")] == ["blue"]
+
+
+async def test_joins_hold_back_renegotiation_in_their_own_room_only(
+    start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A join sets off re-offers in its own room, which wait for it (media.negotiation.Joining); people
+    joining another room, or never finishing, hold nothing back here."""
+    monkeypatch.setattr(negotiation, "REOFFER_HOLD_SECONDS", 60.0)
+    server = await start()
+    ann, ben = server.join("blue", "Ann"), server.join("blue", "Ben")
+    server.join("green", "Cat")  # joining, and in this harness never connected
+    blue, green = server.rooms.rooms["blue"].joining, server.rooms.rooms["green"].joining
+    held = asyncio.create_task(green.quiet())
+    for person in (ann, ben):
+        await server.rooms.leave(person.peer, "left")
+    await asyncio.wait_for(blue.quiet(), 1)  # nobody joins blue any more, whatever happens in green
+    await asyncio.sleep(0.05)
+    assert not held.done(), "Cat's join still holds green's re-offers"
+    held.cancel()
 
 
 async def test_an_empty_room_waits_out_its_grace_and_a_rejoin_keeps_it(start: Start) -> None:

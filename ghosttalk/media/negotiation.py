@@ -46,11 +46,11 @@ Spawn = Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
 
 
 class Joining:
-    """The connections on their way in: made, and their media not up yet. While there are any, connections
-    whose media is up hold their re-offers back (at most REOFFER_HOLD_SECONDS): each join makes everyone in
-    the room re-offer, and those offers and the answers they bring back (eight of each in a room of nine)
-    would otherwise take the event loop in the newcomer's way, between its offer and its DTLS handshake. The
-    newcomer can send nothing before its media is up, so nobody misses a word by the wait."""
+    """The connections on their way into one room: made, and their media not up yet. While there are any,
+    the room's connections whose media is up hold their re-offers back (at most REOFFER_HOLD_SECONDS): each
+    join makes everyone in the room re-offer, and those offers and the answers they bring back (eight of
+    each in a room of nine) would otherwise take the event loop in the newcomer's way, between its offer and
+    its DTLS handshake. The newcomer can send nothing before its media is up, so nobody misses a word."""
 
     __slots__ = ("_members", "_quiet")
 

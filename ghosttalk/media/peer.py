@@ -97,7 +97,7 @@ class PeerMedia:
         candidates: CandidateFilter,
         joining: Joining,
     ) -> None:
-        """``joining``: the plane's connections on their way in; this one is until its media is up."""
+        """``joining``: the connections on their way into this one's room; this one is until its media is up."""
         self.peer_id = peer_id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         identity.apply(self.pc)

@@ -40,7 +40,6 @@ class MediaPlane:
         self._limits = limits
         self._candidate_dropped = candidate_dropped
         self._identity = SharedDtlsIdentity()
-        self._joining = Joining()
         self._forwarder: Forwarder | None = None
         # The server's own ICE endpoints, which no client candidate may name (set by start()).
         self._own_endpoints: tuple[tuple[str, int], ...] = ()
@@ -72,14 +71,15 @@ class MediaPlane:
         """The forwarder's packet figures (None before start())."""
         return self._forwarder.counters if self._forwarder is not None else None
 
-    def connect(self, peer_id: str, client_ip: str, hooks: MediaHooks) -> PeerMedia:
-        """A new connection for the person at ``client_ip`` on the shared socket (started by its owner)."""
+    def connect(self, peer_id: str, client_ip: str, hooks: MediaHooks, joining: Joining) -> PeerMedia:
+        """A new connection for the person at ``client_ip`` on the shared socket (started by its owner);
+        ``joining``: the connections on their way into the same room."""
         assert self._forwarder is not None, "MediaPlane.start() first"
         candidates = CandidateFilter(
             client_ip, self._own_endpoints, dropped=self._candidate_dropped, refused=hooks.refused
         )
         media = PeerMedia(
-            peer_id, self.mux, self._forwarder, self._identity, hooks, self._limits, candidates, self._joining
+            peer_id, self.mux, self._forwarder, self._identity, hooks, self._limits, candidates, joining
         )
         self._connections.add(media)
         return media

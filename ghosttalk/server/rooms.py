@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ghosttalk.config import Config
 from ghosttalk.contract import CloseCode
+from ghosttalk.media.negotiation import Joining
 from ghosttalk.media.peer import MediaHooks, PeerMedia
 from ghosttalk.media.plane import MediaPlane
 from ghosttalk.media.selection import RoomSelection, selects_loudest
@@ -72,6 +73,10 @@ class Room:
     destroy_handle: asyncio.TimerHandle | None = None
     # Set while the room is too large to forward everyone to everyone: who hears whom (media.selection).
     selection: RoomSelection | None = None
+    # Its connections on their way in: while there are any, the others' re-offers wait (media.negotiation).
+    # Per room, because a join sets off re-offers in its own room only, and so that people joining (or
+    # never finishing a join) elsewhere cannot slow this room's renegotiations.
+    joining: Joining = field(default_factory=Joining)
 
     def broadcast(self, message: dict[str, Any], *, exclude: Peer | None = None) -> None:
         for peer in list(self.peers.values()):
@@ -150,7 +155,8 @@ class RoomManager:
             limit_exceeded=lambda limit: self._on_limit_exceeded(peer, limit),
             refused=lambda text: self._refuse(peer, text),
         )
-        media = self._media.connect(peer_id, ip, hooks)
+        joining = room.joining if room is not None else Joining()
+        media = self._media.connect(peer_id, ip, hooks, joining)
         peer = Peer(peer_id, name, ip, room_id, media, disconnect)
         members = list(room.peers.values()) if room is not None else []
         try:
@@ -171,7 +177,7 @@ class RoomManager:
             self._spawn(media.close())
             raise
         if room is None:
-            room = self.rooms[room_id] = Room(room_id)
+            room = self.rooms[room_id] = Room(room_id, joining=joining)
             self.events.emit("ROOM_CREATE", room=room_id, ip=ip)
         elif room.destroy_handle is not None:
             room.destroy_handle.cancel()
