@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
+from tests.conftest import RELAXED_LIMITS
 from tests.support.browser.chromium import launch
 from tests.support.browser.probes import write_tone
+from tests.support.server import ServerProcess
 
 # One tone per person, far enough apart that an FFT peak names the speaker without doubt.
 TONES = {"Ann": 440.0, "Bob": 660.0, "Cat": 880.0}
@@ -36,3 +38,13 @@ def browsers(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[dict[str, 
     finally:
         for browser in launched.values():
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server that takes rooms past ten people (where each listener hears only its loudest few)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("data"), [*RELAXED_LIMITS, "--max-room-peers", "20"]).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

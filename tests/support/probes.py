@@ -24,6 +24,19 @@ def admin_json(server: ServerProcess, action: str) -> dict[str, object]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
+def levels_read(server: ServerProcess, room: str, peer_id: str | None = None) -> int:
+    """Packets with an RFC 6464 audio level the server has read in ``room`` (from ``peer_id`` only, if given):
+    the admin overview's per-person ``audio_levels`` counter."""
+    rooms = cast(list[dict[str, Any]], admin_json(server, "rooms")["rooms"])
+    return sum(
+        peer["audio_levels"]
+        for r in rooms
+        if r["room"] == room
+        for peer in r["peers"]
+        if peer_id is None or peer["id"] == peer_id
+    )
+
+
 def udp_sockets(pid: int) -> int:
     """How many UDP sockets process ``pid`` holds (IPv4 and IPv6)."""
     inodes = set()

@@ -150,6 +150,39 @@ def heard(person: OnPage, speaker_id: str, ms: int = 1000) -> dict[str, float] |
 
 
 
+# The people whose voice the page plays (one audio element each).
+PLAYED_JS = "() => [...document.querySelectorAll('#audio-sinks audio[data-peer-id]')].map((e) => e.dataset.peerId)"
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+# The extmap ids of the RFC 6464 audio level in each description of the page's connection (null before one).
+EXTMAP_JS = f"""
+() => {{
+  const ids = (sdp) => (sdp || '').split('\\r\\n')
+    .filter((l) => l.startsWith('a=extmap:') && l.endsWith(' {AUDIO_LEVEL_URI}'))
+    .map((l) => l.slice(9).split(/[ /]/)[0]);
+  const pc = window.__pc;
+  return pc ? {{ local: ids(pc.localDescription?.sdp), remote: ids(pc.remoteDescription?.sdp) }} : null;
+}}
+"""
+
+
+def played(person: OnPage) -> list[str]:
+    return [str(peer_id) for peer_id in person.page.evaluate(PLAYED_JS)]
+
+
+def heard_tones(person: OnPage, ms: int = 800, floor_db: float = -60.0) -> dict[str, float]:
+    """Peer id -> the tone's frequency, of each remote stream the page plays louder than ``floor_db``."""
+    return {peer_id: probe["freq"] for peer_id, probe in spectrum(person, ms).items() if probe["db"] > floor_db}
+
+
+def speaking(person: OnPage, peer_id: str) -> bool:
+    """The page shows ``peer_id``'s tile as speaking."""
+    return bool(person.page.evaluate(
+        "(id) => !!document.querySelector(`#people-list .person.is-speaking[data-peer-id='${id}']`)", peer_id
+    ))
+
+
 def write_tone(path: Path, frequency: float, seconds: float = 4.0, amplitude: float = 0.3) -> Path:
     """48 kHz mono 16-bit sine; Chromium loops the file as the microphone."""
     t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
