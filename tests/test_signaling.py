@@ -11,6 +11,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from ghosttalk.client.participant import Client
+from ghosttalk.contract.rules import MAX_FRAME_BYTES
 from tests.support.probes import udp_sockets
 from tests.support.room import assert_still_talking, clients
 from tests.support.server import ServerProcess
@@ -206,15 +207,33 @@ async def test_unknown_types_are_ignored(shared_server: ServerProcess) -> None:
         assert victim.errors == []
 
 
-async def test_frame_over_64_kib_closes_with_1009(shared_server: ServerProcess) -> None:
+def padded_heartbeat(size: int) -> str:
+    """A heartbeat frame of exactly ``size`` bytes."""
+    prefix = '{"type": "heartbeat", "pad": "'
+    return prefix + "x" * (size - len(prefix) - 2) + '"}'
+
+
+@pytest.mark.parametrize("size", [MAX_FRAME_BYTES, MAX_FRAME_BYTES + 1])
+async def test_a_frame_of_64_kib_passes_and_one_byte_more_closes_with_1009(
+    shared_server: ServerProcess, size: int
+) -> None:
+    """The contract's limit is inclusive (aiohttp's own refuses a message of exactly max_msg_size)."""
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(f"{shared_server.url}/ws?room=big&name={quote('big')}")
         first = await ws.receive_json()
         assert first["type"] == "room_state"
-        await ws.send_str('{"type": "heartbeat", "pad": "' + "x" * (64 * 1024) + '"}')
-        while (await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-            pass
-        assert ws.close_code == 1009
+        frame = padded_heartbeat(size)
+        assert len(frame.encode()) == size
+        await ws.send_str(frame)
+        await ws.send_json({"type": "mute", "muted": True})
+        while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+            if orjson.loads(message.data)["type"] == "peer_update":
+                break  # the session went on past the frame
+        if size > MAX_FRAME_BYTES:
+            assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and ws.close_code == 1009
+        else:
+            assert message.type == aiohttp.WSMsgType.TEXT, (message.type, ws.close_code)
+        await ws.close()
 
 
 async def test_answer_without_offer_and_offer_during_negotiation(shared_server: ServerProcess) -> None:

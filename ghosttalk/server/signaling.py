@@ -104,7 +104,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
     with connections.hold(key):
         ws = web.WebSocketResponse(
-            heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout, max_msg_size=MAX_FRAME_BYTES,
+            heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout,
+            # aiohttp refuses a message of max_msg_size bytes or more; the contract allows MAX_FRAME_BYTES.
+            max_msg_size=MAX_FRAME_BYTES + 1,
             # A client that never answers our close frame (frozen, network gone) must not hold up SIGTERM.
             timeout=CLOSE_HANDSHAKE_SECONDS,
             # No permessage-deflate: a few small messages a minute do not pay for the ~120 kB of zlib state
