@@ -183,6 +183,7 @@ def test_every_type_has_a_message() -> None:
         {"type": "room_state", "self_id": "a1", "peers": [{"id": "b2", "name": "Bob"}]},
         {"type": "room_state", "self_id": "a1", "peers": [], "receive_lines": -1},
         {"type": "room_state", "self_id": "a1", "peers": [], "receive_lines": True},
+        {"type": "room_state", "self_id": "a1", "peers": [], "receive_lines": 100},  # more than a full room
         {"type": "peer_join", "peer": None},
         {"type": "peer_update", "peer": {"id": "a1", "name": "Ann", "muted": 0}},
         {"type": "peer_leave"},

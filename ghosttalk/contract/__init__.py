@@ -39,6 +39,7 @@ from ghosttalk.contract.messages import (
 from ghosttalk.contract.nickname import MAX_NAME_CHARS, NameRefused, check_name
 from ghosttalk.contract.rules import (
     MAX_FRAME_BYTES,
+    MAX_RECEIVE_LINES,
     ROOM_ID,
     STAY_AWAY,
     CloseCode,
@@ -53,6 +54,7 @@ __all__ = [
     "LINE_PREFIX",
     "MAX_FRAME_BYTES",
     "MAX_NAME_CHARS",
+    "MAX_RECEIVE_LINES",
     "ROOM_ID",
     "STAY_AWAY",
     "Answer",

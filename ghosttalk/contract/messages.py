@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ghosttalk.contract.rules import SignalingError
+from ghosttalk.contract.rules import MAX_RECEIVE_LINES, SignalingError
 
 # The MediaStream id of forwarding line i in a room that forwards only the loudest is LINE_PREFIX + str(i): no
 # peer id (16 hex digits) looks like it, and ``forwarding`` says whom each carries.
@@ -284,8 +284,8 @@ def _peer(data: object) -> PeerInfo:
 
 def _room_state(data: Mapping[str, Any]) -> RoomState:
     lines = data.get("receive_lines")
-    if lines is not None and not (_is_integer(lines) and lines >= 0):
-        raise SignalingError("room_state 'receive_lines' must be a non-negative integer")
+    if lines is not None and not (_is_integer(lines) and 0 <= lines <= MAX_RECEIVE_LINES):
+        raise SignalingError(f"room_state 'receive_lines' must be an integer from 0 to {MAX_RECEIVE_LINES}")
     peers = tuple(_peer(peer) for peer in _field(data, "peers", list))
     return RoomState(_field(data, "self_id", str), peers, lines)
 

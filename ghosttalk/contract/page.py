@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ghosttalk.contract.messages import LINE_PREFIX, MessageType
 from ghosttalk.contract.nickname import MAX_NAME_CHARS
-from ghosttalk.contract.rules import MAX_FRAME_BYTES, ROOM_ID, STAY_AWAY, CloseCode
+from ghosttalk.contract.rules import MAX_FRAME_BYTES, MAX_RECEIVE_LINES, ROOM_ID, STAY_AWAY, CloseCode
 from ghosttalk.webfiles import STATIC_DIR
 
 CONTRACT_FILE = STATIC_DIR / "js" / "contract.js"
@@ -51,6 +51,9 @@ export const NAME_MAX_CHARS = {MAX_NAME_CHARS};
 
 /** Signaling frames larger than this many bytes close the socket (1009). */
 export const MAX_FRAME_BYTES = {MAX_FRAME_BYTES};
+
+/** The most receive-only lines room_state's receive_lines may ask a first offer for. */
+export const MAX_RECEIVE_LINES = {MAX_RECEIVE_LINES};
 
 /** The WebSocket close codes the server ends a session with. */
 export const CLOSE = {_frozen_object(close)};

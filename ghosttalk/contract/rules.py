@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from enum import IntEnum
 
+from ghosttalk.config import MAX_ROOM_PEERS
 from ghosttalk.contract.nickname import check_name
 
 # ``?room=`` and ``/r/<room>``: the ids the page makes (22 characters of base64url) and readable names. Written
@@ -15,6 +16,8 @@ ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A signaling frame larger than this closes the socket (1009): an offer with many candidates is ~5 KiB, and
 # anything bigger would only cost the server memory.
 MAX_FRAME_BYTES = 64 * 1024
+# room_state's receive_lines: a newcomer never hears more people than a full room holds besides itself.
+MAX_RECEIVE_LINES = MAX_ROOM_PEERS - 1
 
 
 class SignalingError(Exception):

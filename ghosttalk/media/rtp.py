@@ -23,8 +23,6 @@ AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 SILENT_LEVEL = 127
 # A packet that carries no level (not negotiated, or the element is missing).
 NO_LEVEL = -1
-# RFC 8285: the profile word of a block of one-byte extension elements (0xBEDE) is what browsers send for
-# the audio level; two-byte blocks (0x100x) are only for elements over 16 bytes or ids over 14.
 
 
 @dataclass(slots=True)
@@ -57,6 +55,8 @@ def parse_rtp(data: bytes, level_id: int = 0) -> RtpView | None:
             return None
         block = offset + 4
         offset = block + 4 * ((data[offset + 2] << 8) | data[offset + 3])
+        # RFC 8285: browsers send the level in a block of one-byte elements (profile word 0xBEDE); two-byte
+        # blocks (0x100x) are only for elements over 16 bytes or ids over 14, and are not read.
         if level_id and offset <= size and data[block - 4] == 0xBE and data[block - 3] == 0xDE:
             # Browsers put the level first: one look usually does, the walk is for anyone else.
             if block + 1 < offset and data[block] >> 4 == level_id:

@@ -11,6 +11,9 @@ export const NAME_MAX_CHARS = 12;
 /** Signaling frames larger than this many bytes close the socket (1009). */
 export const MAX_FRAME_BYTES = 65536;
 
+/** The most receive-only lines room_state's receive_lines may ask a first offer for. */
+export const MAX_RECEIVE_LINES = 99;
+
 /** The WebSocket close codes the server ends a session with. */
 export const CLOSE = Object.freeze({
   GOING_AWAY: 1001,

@@ -1,7 +1,7 @@
 // @ts-check
 // One visit to a room: the signaling socket and the peer connection, rebuilt with backoff when either
 // drops, until the person leaves or the server says no for good (full, kicked, banned, bad input).
-import { CLOSE, MSG, STAY_AWAY } from './contract.js';
+import { CLOSE, MAX_RECEIVE_LINES, MSG, STAY_AWAY } from './contract.js';
 import { Emitter } from './events.js';
 import { ForwardingLines, isLine } from './lines.js';
 import { PeerLink } from './peer.js';
@@ -213,7 +213,7 @@ export class RoomSession extends Emitter {
     // A server that does not say how many lines to offer gets the voice alone, and adds the rest by offering.
     const lines = message.receive_lines;
     const known = typeof lines === 'number' && Number.isInteger(lines) && lines >= 0;
-    this.startLink(sig, known ? Math.min(lines, 99) : null);
+    this.startLink(sig, known ? Math.min(lines, MAX_RECEIVE_LINES) : null);
     this.emit('joined');
     this.emit('peers', {});
   }
