@@ -12,6 +12,8 @@ import pytest
 from ghosttalk.contract import (
     Answer,
     Candidate,
+    Chat,
+    ChatFrom,
     ClientMessage,
     CloseCode,
     ErrorMessage,
@@ -157,6 +159,10 @@ EVERY_MESSAGE: list[tuple[ClientMessage | ServerMessage, dict[str, Any]]] = [
         {"type": "forwarding", "lines": {"line-0": "a1", "line-1": None}},
     ),
     (Levels({"a1": 30, "b2": 127}), {"type": "levels", "levels": {"a1": 30, "b2": 127}}),
+    (Chat(text="hi 🙂"), {"type": "chat", "text": "hi 🙂"}),
+    (Chat(sealed="A" * 40), {"type": "chat", "sealed": "A" * 40}),
+    (ChatFrom("a1", text="hi"), {"type": "chat", "from": "a1", "text": "hi"}),
+    (ChatFrom("a1", sealed="A" * 40), {"type": "chat", "from": "a1", "sealed": "A" * 40}),
 ]
 
 
@@ -165,9 +171,11 @@ def test_every_message_travels_as_the_contract_says_and_parses_back(
     message: ClientMessage | ServerMessage, json: dict[str, Any]
 ) -> None:
     assert wire(message) == json
-    if isinstance(message, Offer | Answer | Candidate | Heartbeat | Mute):
+    if isinstance(message, Offer | Answer | Candidate | Heartbeat | Mute | Chat):
         assert parse_client_message(orjson.dumps(json)) == message
-    server_types = RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels
+    server_types = (
+        RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels | ChatFrom
+    )
     if isinstance(message, server_types):
         assert parse_server_message(json) == message
 
@@ -192,6 +200,8 @@ def test_every_type_has_a_message() -> None:
         {"type": "forwarding", "lines": {"line-0": 3}},
         {"type": "levels", "levels": {"a1": 128}},
         {"type": "levels", "levels": {"a1": True}},
+        {"type": "chat", "text": "hi"},  # from whom?
+        {"type": "chat", "from": "a1", "sealed": "not base64url!"},
     ],
 )
 def test_malformed_server_messages_are_refused(data: dict[str, Any]) -> None:

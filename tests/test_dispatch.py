@@ -104,7 +104,9 @@ class FakeRooms:
         self.left: list[str] = []
         self.muted: list[bool] = []
 
-    def join(self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None]) -> Peer:
+    def join(
+        self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None], key_check: str | None
+    ) -> Peer:
         if self.refuse is not None:
             raise JoinRefused(self.refuse)
         self.peer = Peer("p1", name, ip, room_id, cast(Any, self.media), disconnect)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ghosttalk.benchmark.workers import PROBE
-from ghosttalk.client.participant import Client, ClientOptions, JoinError, JoinTimes, ReceivedPacket
+from ghosttalk.client.jointimes import JoinTimes
+from ghosttalk.client.participant import Client, ClientOptions, JoinError, ReceivedPacket
 
 # A join that has not heard everyone by then counts as failed (and is left out of the percentiles).
 JOIN_TIMEOUT = 10.0

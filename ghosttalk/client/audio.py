@@ -93,9 +93,16 @@ class OpusStreamDecoder:
     def __init__(self) -> None:
         self._decoder = OpusDecoder()
         self._chunks: list[Pcm] = []
+        # Payloads libopus refused (an encrypted frame decoded without its key, say): lost, as a browser's are.
+        self.undecodable = 0
 
     def decode(self, payload: bytes, timestamp: int) -> None:
-        for frame in self._decoder.decode(JitterFrame(payload, timestamp)):
+        try:
+            frames = self._decoder.decode(JitterFrame(payload, timestamp))
+        except av.error.FFmpegError:
+            self.undecodable += 1
+            return
+        for frame in frames:
             assert isinstance(frame, av.AudioFrame)
             samples = frame.to_ndarray().reshape(-1)
             channels = len(frame.layout.channels)

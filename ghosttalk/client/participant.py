@@ -24,8 +24,12 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
 from ghosttalk.client.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus, frame_levels
+from ghosttalk.client.e2ee import ChatCipher, RoomSecret, VoiceOpener, VoiceSealer
+from ghosttalk.client.jointimes import JoinTimes
 from ghosttalk.contract import (
     Answer,
+    Chat,
+    ChatFrom,
     ErrorMessage,
     Forwarding,
     Levels,
@@ -88,19 +92,10 @@ class RemotePeer:
 
 
 @dataclass(slots=True)
-class JoinTimes:
-    """``time.monotonic()`` at each step of the last join, None until it happens: what the benchmark splits
-    "join -> hears everyone" into."""
-
-    ws_open: float = 0.0  # before the WebSocket connects: where a person's wait starts
-    welcome: float | None = None  # room_state
-    offer_sent: float | None = None
-    answer: float | None = None  # the server's answer to our first offer, applied
-    ice_connected: float | None = None
-    dtls_connected: float | None = None  # connectionState "connected": SRTP keys in hand
-    server_offer: float | None = None  # the server's first offer (a re-offer), received
-    server_offer_answered: float | None = None
-    server_offers: int = 0
+class ChatLine:
+    sender_id: str
+    name: str
+    text: str
 
 
 @dataclass
@@ -124,12 +119,19 @@ class ClientOptions:
     # Offer the receive-only lines (and the data channel line) that room_state's ``receive_lines`` asks for,
     # so that the first answer already carries the room's speakers; False acts as a client that predates it.
     receive_lines: bool = True
+    # An end-to-end encrypted room's secret (the link's fragment): voice and chat are sealed and opened as the
+    # page does (docs/E2EE.md). None: a plain room.
+    secret: str | None = None
+    # Tests of what someone without the secret gets: join an encrypted room with only its key-check value
+    # (which the server sees), and keep its frames as they come. Ignored when ``secret`` is set.
+    key_check: str | None = None
 
 
-def ws_url(base_url: str, room: str, name: str) -> str:
+def ws_url(base_url: str, room: str, name: str, key_check: str | None = None) -> str:
     scheme, netloc, _, _, _ = urlsplit(base_url)
     ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
-    return urlunsplit((ws_scheme, netloc, "/ws", urlencode({"room": room, "name": name}), ""))
+    query = {"room": room, "name": name} | ({} if key_check is None else {"key_check": key_check})
+    return urlunsplit((ws_scheme, netloc, "/ws", urlencode(query), ""))
 
 
 def _ssrc_owners(sdp: str) -> dict[int, str]:
@@ -146,10 +148,20 @@ def _ssrc_owners(sdp: str) -> dict[int, str]:
 
 class Client:
     def __init__(self, base_url: str, room: str, name: str, options: ClientOptions | None = None) -> None:
-        self.url = ws_url(base_url, room, name)
+        self.options = options = options or ClientOptions()
+        secret = None if options.secret is None else RoomSecret.parse(room, options.secret)
+        self.url = ws_url(base_url, room, name, options.key_check if secret is None else secret.key_check)
         self.room = room
         self.name = name
-        self.options = options or ClientOptions()
+        self.safety_code = None if secret is None else secret.safety_code
+        self._chat_cipher = None if options.secret is None else ChatCipher(room, options.secret)
+        self._voice_opener = None if options.secret is None else VoiceOpener(room, options.secret)
+        self._voice_sealer: VoiceSealer | None = None
+        # Chat messages from the others, opened; on_chat hears each as it comes.
+        self.chat: list[ChatLine] = []
+        self.on_chat: Callable[[ChatLine], None] | None = None
+        # Encrypted room: chat messages that did not open (or came unsealed), and voice frames likewise.
+        self.chat_failures = 0
         self.self_id: str | None = None
         self.peers: dict[str, RemotePeer] = {}
         self.messages: list[dict[str, Any]] = []
@@ -383,6 +395,9 @@ class Client:
                 self.join_times.welcome = time.monotonic()
                 self.receive_lines = receive_lines
                 self.self_id = self_id
+                if self.options.secret is not None:
+                    # A new peer id, and so a new key and a new salt, for every join.
+                    self._voice_sealer = VoiceSealer(self.room, self.options.secret, self_id)
                 self.peers = {p.id: RemotePeer(p.id, p.name, p.muted) for p in peers}
             case PeerJoin(peer=p) | PeerUpdate(peer=p):
                 self.peers[p.id] = RemotePeer(p.id, p.name, p.muted)
@@ -394,6 +409,8 @@ class Client:
                 self.lines = lines
             case Levels(levels=levels):
                 self.levels.update(levels)
+            case ChatFrom() as chat:
+                self._on_chat(chat)
             case Answer(sdp=sdp) if self.pc is not None:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
                 self._payload_type = negotiated_payload_type(self._transceiver) or self._payload_type
@@ -415,6 +432,29 @@ class Client:
                     self.answers_sent += 1
                     if self.join_times.server_offer_answered is None:
                         self.join_times.server_offer_answered = time.monotonic()
+
+    def _on_chat(self, chat: ChatFrom) -> None:
+        if self._chat_cipher is None:
+            text = chat.text
+        else:
+            # Plain text in an encrypted room is not from the room's people: the server made it up.
+            text = None if chat.sealed is None else self._chat_cipher.open(chat.sealed, chat.sender)
+        if text is None:
+            self.chat_failures += 1
+            return
+        sender = self.peers.get(chat.sender)
+        line = ChatLine(chat.sender, sender.name if sender else "?", text)
+        self.chat.append(line)
+        if self.on_chat is not None:
+            self.on_chat(line)
+
+    async def say(self, text: str) -> None:
+        """Send one chat message to the room (sealed in an encrypted room)."""
+        if self._chat_cipher is None:
+            await self.send(Chat(text=text))
+        else:
+            assert self.self_id is not None, "say() needs a joined client"
+            await self.send(Chat(sealed=self._chat_cipher.seal(text, self.self_id)))
 
     def _notify(self) -> None:
         self._changed.set()
@@ -438,20 +478,27 @@ class Client:
         packet = parse_rtp(data)
         if packet is None:
             return
+        opened = packet.payload if self._voice_opener is None else self._voice_opener.open(packet.payload)
+        if opened is None:
+            return  # counted by the opener
+        payload = opened
         owner = self._owners.get(packet.ssrc, f"ssrc:{packet.ssrc}")
         owner = self.lines.get(owner) or owner
-        received = ReceivedPacket(time.time(), packet.sequence_number, packet.timestamp, packet.ssrc, packet.payload)
+        received = ReceivedPacket(time.time(), packet.sequence_number, packet.timestamp, packet.ssrc, payload)
         if self.options.keep_packets:
             self.received.setdefault(owner, []).append(received)
         if self.options.decode:
-            self._decoders.setdefault(owner, OpusStreamDecoder()).decode(packet.payload, packet.timestamp)
+            self._decoders.setdefault(owner, OpusStreamDecoder()).decode(payload, packet.timestamp)
         if self.on_packet is not None:
             self.on_packet(owner, received)
 
     def send_rtp(self, payload: bytes, timestamp: int | None = None, marker: int = 0) -> None:
-        """Send one RTP packet with ``payload`` as is; the timestamp advances 20 ms unless given."""
+        """Send one RTP packet with ``payload`` (sealed first in an encrypted room); the timestamp advances 20 ms
+        unless given."""
         if self._write is None:
             raise RuntimeError("media is not connected")
+        if self._voice_sealer is not None:
+            payload = self._voice_sealer.seal(payload)
         self._timestamp = timestamp if timestamp is not None else (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
         level = self.audio_level
         extension = audio_level_extension(self._level_id, level) if level is not None and self._level_id else b""

@@ -1,15 +1,18 @@
 """The messages of the signaling contract: JSON text frames, each an object with a string ``type``.
 
 A client sends ``offer``/``answer`` ``{sdp}``, ``candidate {candidate: {candidate, sdpMid, sdpMLineIndex} |
-null}``, ``heartbeat {ts?}`` and ``mute {muted}``; the server sends ``room_state {self_id, peers, receive_lines?}``,
-``peer_join``/``peer_update {peer}``, ``peer_leave {peer_id}``, ``offer``/``answer`` ``{sdp}``, ``error
-{message}`` and, in rooms that forward only the loudest speakers, ``forwarding {lines}`` and ``levels
-{levels}``. Each parses into a frozen dataclass here, so that the code behind it dispatches on a type and
-reads checked fields; what the SDP inside says is judged later, by the media plane.
+null}``, ``heartbeat {ts?}``, ``mute {muted}`` and ``chat {text | sealed}``; the server sends ``room_state
+{self_id, peers, receive_lines?}``, ``peer_join``/``peer_update {peer}``, ``peer_leave {peer_id}``,
+``offer``/``answer`` ``{sdp}``, ``chat {from, text | sealed}``, ``error {message}`` and, in rooms that forward
+only the loudest speakers, ``forwarding {lines}`` and ``levels {levels}``. Each parses into a frozen
+dataclass here, so that the code behind it dispatches on a type and reads checked fields; what the SDP inside
+says is judged later, by the media plane, and whether a chat message suits its room by the room.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -17,7 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ghosttalk.contract.rules import MAX_RECEIVE_LINES, SignalingError
+from ghosttalk.contract.rules import MAX_CHAT_CHARS, MAX_RECEIVE_LINES, MAX_SEALED_CHARS, SignalingError
 
 # The MediaStream id of forwarding line i in a room that forwards only the loudest is LINE_PREFIX + str(i): no
 # peer id (16 hex digits) looks like it, and ``forwarding`` says whom each carries.
@@ -37,6 +40,7 @@ class MessageType(StrEnum):
     ERROR = "error"
     FORWARDING = "forwarding"
     LEVELS = "levels"
+    CHAT = "chat"
 
 
 class MessageRefused(SignalingError):
@@ -96,7 +100,17 @@ class Mute:
     muted: bool
 
 
-ClientMessage = Offer | Answer | Candidate | Heartbeat | Mute
+@dataclass(slots=True, frozen=True)
+class Chat:
+    """One chat message: ``text`` in a plain room, ``sealed`` (AES-GCM under the room's chat key, base64url) in
+    an end-to-end encrypted one; exactly one of them is set (docs/E2EE.md)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CHAT
+    text: str | None = None
+    sealed: str | None = None
+
+
+ClientMessage = Offer | Answer | Candidate | Heartbeat | Mute | Chat
 
 
 # Server to client.
@@ -161,7 +175,19 @@ class Levels:
     levels: dict[str, int]
 
 
-ServerMessage = RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels
+@dataclass(slots=True, frozen=True)
+class ChatFrom:
+    """A chat message relayed to the rest of the room; ``sender`` (``from`` on the wire) is the sender's peer id."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CHAT
+    sender: str
+    text: str | None = None
+    sealed: str | None = None
+
+
+ServerMessage = (
+    RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels | ChatFrom
+)
 Message = ClientMessage | ServerMessage
 
 
@@ -181,6 +207,10 @@ def wire(message: Message) -> dict[str, Any]:
                 body["receive_lines"] = receive_lines
         case PeerJoin(peer=peer) | PeerUpdate(peer=peer):
             body = {"peer": _peer_wire(peer)}
+        case Chat(text=text, sealed=sealed):
+            body = {"text": text} if text is not None else {"sealed": sealed}
+        case ChatFrom(sender=sender, text=text, sealed=sealed):
+            body = {"from": sender, **({"text": text} if text is not None else {"sealed": sealed})}
         case _:
             # The rest are flat: their fields are the JSON's.
             body = asdict(message)
@@ -192,6 +222,10 @@ def _peer_wire(peer: PeerInfo) -> dict[str, Any]:
 
 
 # Parsing. Each parser gets the decoded object and raises SignalingError naming what is wrong.
+
+# The shortest sealed message is an IV and a tag around one byte: 29 bytes, 39 characters of base64url.
+MIN_SEALED_CHARS = 39
+SEALED = re.compile(rf"[A-Za-z0-9_-]{{{MIN_SEALED_CHARS},{MAX_SEALED_CHARS}}}")
 
 
 def _sdp(data: Mapping[str, Any], kind: MessageType) -> str:
@@ -234,6 +268,29 @@ def _mute(data: Mapping[str, Any]) -> Mute:
     return Mute(muted)
 
 
+def _chat(data: Mapping[str, Any]) -> Chat:
+    text, sealed = data.get("text"), data.get("sealed")
+    if isinstance(text, str) and sealed is None:
+        return Chat(text=chat_text(text))
+    if isinstance(sealed, str) and text is None:
+        if SEALED.fullmatch(sealed) is None:
+            raise SignalingError(f"chat 'sealed' must be {MIN_SEALED_CHARS}-{MAX_SEALED_CHARS} characters of base64url")
+        return Chat(sealed=sealed)
+    raise SignalingError("chat needs a 'text' string or a 'sealed' string, not both")
+
+
+def chat_text(text: str) -> str:
+    """A plain chat message as sent, or :class:`SignalingError` saying why not: plain text and emoji, some
+    visible, at most MAX_CHAT_CHARS code points."""
+    if len(text) > MAX_CHAT_CHARS:
+        raise SignalingError(f"a chat message holds at most {MAX_CHAT_CHARS} characters")
+    if not text.strip():
+        raise SignalingError("a chat message needs some text")
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise SignalingError("a chat message cannot hold control characters")
+    return text
+
+
 def _is_integer(value: object) -> bool:
     # JSON's true and false arrive as bool, which Python counts as int.
     return isinstance(value, int) and not isinstance(value, bool)
@@ -245,6 +302,7 @@ _CLIENT_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
     MessageType.CANDIDATE: _candidate,
     MessageType.HEARTBEAT: _heartbeat,
     MessageType.MUTE: _mute,
+    MessageType.CHAT: _chat,
 }
 
 
@@ -304,6 +362,11 @@ def _levels(data: Mapping[str, Any]) -> Levels:
     return Levels(dict(levels))
 
 
+def _chat_from(data: Mapping[str, Any]) -> ChatFrom:
+    chat = _chat(data)
+    return ChatFrom(_field(data, "from", str), chat.text, chat.sealed)
+
+
 _SERVER_PARSERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
     MessageType.ROOM_STATE: _room_state,
     MessageType.PEER_JOIN: lambda data: PeerJoin(_peer(data.get("peer"))),
@@ -314,6 +377,7 @@ _SERVER_PARSERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
     MessageType.ERROR: lambda data: ErrorMessage(_field(data, "message", str)),
     MessageType.FORWARDING: _forwarding,
     MessageType.LEVELS: _levels,
+    MessageType.CHAT: _chat_from,
 }
 
 

@@ -14,7 +14,16 @@ from collections.abc import Mapping
 
 from ghosttalk.contract.messages import LINE_PREFIX, MessageType
 from ghosttalk.contract.nickname import MAX_NAME_CHARS
-from ghosttalk.contract.rules import MAX_FRAME_BYTES, MAX_RECEIVE_LINES, ROOM_ID, STAY_AWAY, CloseCode
+from ghosttalk.contract.rules import (
+    CHAT_BURST,
+    CHAT_PER_SECOND,
+    MAX_CHAT_CHARS,
+    MAX_FRAME_BYTES,
+    MAX_RECEIVE_LINES,
+    ROOM_ID,
+    STAY_AWAY,
+    CloseCode,
+)
 from ghosttalk.webfiles import STATIC_DIR
 
 CONTRACT_FILE = STATIC_DIR / "js" / "contract.js"
@@ -70,6 +79,13 @@ export const MSG = {_frozen_object(types)};
 
 /** The MediaStream id of a big room's forwarding line starts with this; `forwarding` says whom it carries. */
 export const LINE_PREFIX = '{LINE_PREFIX}';
+
+/** The longest chat message, in code points. */
+export const MAX_CHAT_CHARS = {MAX_CHAT_CHARS};
+
+/** Chat messages per person the server lets through: a burst of CHAT_BURST, then CHAT_PER_SECOND. */
+export const CHAT_BURST = {CHAT_BURST};
+export const CHAT_PER_SECOND = {CHAT_PER_SECOND};
 """
 
 

@@ -18,6 +18,15 @@ ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_FRAME_BYTES = 64 * 1024
 # room_state's receive_lines: a newcomer never hears more people than a full room holds besides itself.
 MAX_RECEIVE_LINES = MAX_ROOM_PEERS - 1
+# ``/ws?key_check=``: 16 bytes in base64url, derived from an encrypted room's secret (docs/E2EE.md).
+KEY_CHECK = re.compile(r"[A-Za-z0-9_-]{22}")
+# A chat message: at most this many code points of text, or this many characters of a sealed (encrypted) one:
+# 12 bytes of IV, 4,000 bytes of UTF-8 (1,000 four-byte characters) and a 16-byte tag, in base64url.
+MAX_CHAT_CHARS = 1000
+MAX_SEALED_CHARS = 5400
+# Chat messages per person: a burst of CHAT_BURST, then CHAT_PER_SECOND; over that a message is refused.
+CHAT_BURST = 5
+CHAT_PER_SECOND = 1
 
 
 class SignalingError(Exception):
@@ -34,11 +43,19 @@ class CloseCode(IntEnum):
     KICKED = 4001
     CONNECTION_LOST = 4002  # heartbeat or media failed: rejoin
     BANNED = 4003
+    # The join's key-check value does not fit the room's mode (docs/E2EE.md): retrying cannot change that.
+    KEY_MISSING = 4004  # a plain join into an end-to-end encrypted room
+    KEY_MISMATCH = 4005  # a key that is not the room's
+    NOT_ENCRYPTED = 4006  # a join with a key into a plain room
 
 
-# After these a client must not rejoin by itself: it would be refused again (full, banned) or undo an
-# operator's decision (kicked). Every other close, unknown codes and none at all included, is worth a retry.
-STAY_AWAY = frozenset({CloseCode.TRY_AGAIN_LATER, CloseCode.KICKED, CloseCode.BANNED})
+# After these a client must not rejoin by itself: it would be refused again (full, banned, the wrong key) or
+# undo an operator's decision (kicked). Every other close, unknown codes and none at all included, is worth a
+# retry.
+STAY_AWAY = frozenset({
+    CloseCode.TRY_AGAIN_LATER, CloseCode.KICKED, CloseCode.BANNED,
+    CloseCode.KEY_MISSING, CloseCode.KEY_MISMATCH, CloseCode.NOT_ENCRYPTED,
+})
 
 
 def stays_away(code: int | None) -> bool:
@@ -63,3 +80,12 @@ def validate_name(name: str | None) -> str:
     """The name as it will be shown, or :class:`~ghosttalk.contract.nickname.NameRefused` (a ``ValueError``)
     saying why not."""
     return check_name(name or "")
+
+
+def validate_key_check(value: str | None) -> str | None:
+    """An encrypted join's key-check value, ``None`` for a plain join, or ``ValueError`` saying why not."""
+    if value is None:
+        return None
+    if KEY_CHECK.fullmatch(value) is None:
+        raise ValueError("key_check must be 22 characters of A-Z a-z 0-9 _ -")
+    return value

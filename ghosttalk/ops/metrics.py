@@ -87,6 +87,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.joins = Counter("ghosttalk_joins", "People who joined a room", registry=self.registry)
         self.leaves = Counter("ghosttalk_leaves", "People who left a room", registry=self.registry)
+        # How many, never what: the server keeps no chat message (and cannot read an encrypted room's).
+        self.chat_messages = Counter("ghosttalk_chat_messages", "Chat messages relayed", registry=self.registry)
         self.signaling_errors = Counter(
             "ghosttalk_signaling_errors",
             "Signaling messages or sessions refused, by kind",

@@ -19,6 +19,8 @@ def snapshot(rooms: RoomManager) -> list[dict[str, Any]]:
         {
             "room": room.id,
             "created_at": room.created_at,
+            # End-to-end encrypted: the server relays voice and chat it cannot read.
+            "encrypted": room.key_check is not None,
             # Past ten people: each hears only the loudest few.
             "selective": room.selection is not None,
             "peers": [_peer(room, p) for p in room.peers.values()],

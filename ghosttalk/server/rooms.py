@@ -6,6 +6,7 @@ rooms is in :mod:`ghosttalk.server.overview`."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -17,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from ghosttalk.config import Config
-from ghosttalk.contract import CloseCode
+from ghosttalk.contract import Chat, ChatFrom, CloseCode, SignalingError, wire
 from ghosttalk.media.negotiation import Joining
 from ghosttalk.media.peer import MediaHooks, PeerMedia
 from ghosttalk.media.plane import MediaPlane
@@ -39,7 +40,28 @@ def receive_lines_for(media: PeerMedia) -> int:
 
 
 class JoinRefused(Exception):
-    """The join cannot happen; ``str(exc)`` is the message the client gets (``Room full`` and friends)."""
+    """The join cannot happen; ``str(exc)`` is the message the client gets (``Room full`` and friends) and
+    ``code`` the close code that tells it whether to come back."""
+
+    def __init__(self, message: str, code: CloseCode = CloseCode.TRY_AGAIN_LATER) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def key_refusal(room_key_check: str | None, key_check: str | None) -> JoinRefused | None:
+    """Why a join with ``key_check`` cannot enter a room whose first joiner fixed ``room_key_check`` (None:
+    plain), or None when it may (docs/E2EE.md)."""
+    if room_key_check is None:
+        if key_check is None:
+            return None
+        return JoinRefused("this room is not end-to-end encrypted; open its link without a key",
+                           CloseCode.NOT_ENCRYPTED)
+    if key_check is None:
+        return JoinRefused("this link is missing its key", CloseCode.KEY_MISSING)
+    # Constant time: a client probing values must not learn the room's one byte by byte.
+    if not hmac.compare_digest(room_key_check, key_check):
+        return JoinRefused("this link's key does not match the room", CloseCode.KEY_MISMATCH)
+    return None
 
 
 @dataclass(slots=True, eq=False)
@@ -68,6 +90,8 @@ class Peer:
 @dataclass(slots=True, eq=False)
 class Room:
     id: str
+    # The key-check value the first joiner brought (None: a plain room): every later join must bring the same.
+    key_check: str | None = None
     created_at: float = field(default_factory=time.time)
     peers: dict[str, Peer] = field(default_factory=dict)
     destroy_handle: asyncio.TimerHandle | None = None
@@ -129,8 +153,12 @@ class RoomManager:
 
     # Joining and leaving.
 
-    def join(self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None]) -> Peer:
-        """Create the person and their connection, tell the room. Raises :class:`JoinRefused`.
+    def join(
+        self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None],
+        key_check: str | None = None,
+    ) -> Peer:
+        """Create the person and their connection, tell the room. Raises :class:`JoinRefused`. ``key_check``
+        is the join's key-check value (None: a plain join); the room's first joiner fixes which it takes.
 
         Every refusal is decided before anything exists, so a refused join leaves no room behind; a member
         whose connection is on its way out cannot make the join fail; and should the wiring fail halfway, it
@@ -138,6 +166,8 @@ class RoomManager:
         room = self.rooms.get(room_id)
         if room is None and len(self.rooms) >= self.config.max_rooms:
             raise JoinRefused("Server full")
+        if room is not None and (refusal := key_refusal(room.key_check, key_check)) is not None:
+            raise refusal
         if room is not None and len(room.peers) >= self.config.max_room_peers:
             raise JoinRefused("Room full")
         if len(self.peers) >= self.config.max_peers:
@@ -177,8 +207,8 @@ class RoomManager:
             self._spawn(media.close())
             raise
         if room is None:
-            room = self.rooms[room_id] = Room(room_id, joining=joining)
-            self.events.emit("ROOM_CREATE", room=room_id, ip=ip)
+            room = self.rooms[room_id] = Room(room_id, key_check, joining=joining)
+            self.events.emit("ROOM_CREATE", room=room_id, ip=ip, encrypted=key_check is not None)
         elif room.destroy_handle is not None:
             room.destroy_handle.cancel()
             room.destroy_handle = None
@@ -259,6 +289,20 @@ class RoomManager:
             return
         del self.rooms[room.id]
         self.events.emit("ROOM_DESTROY", room=room.id)
+
+    def chat(self, peer: Peer, message: Chat) -> None:
+        """Pass ``peer``'s chat message to the rest of its room, and keep nothing of it. Raises
+        :class:`SignalingError` when its form does not suit the room: plain text in an encrypted room would
+        hand the server what the room's people believe it cannot read."""
+        room = self.rooms.get(peer.room_id)
+        if room is None:
+            return
+        if room.key_check is not None and message.sealed is None:
+            raise SignalingError("this room is end-to-end encrypted: its chat must be sealed")
+        if room.key_check is None and message.text is None:
+            raise SignalingError("this room is not end-to-end encrypted: its chat is plain text")
+        room.broadcast(wire(ChatFrom(peer.id, message.text, message.sealed)), exclude=peer)
+        self.metrics.chat_messages.inc()
 
     def set_muted(self, peer: Peer, muted: bool) -> None:
         peer.muted = muted

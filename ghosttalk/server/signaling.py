@@ -16,9 +16,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ghosttalk.config import Config
 from ghosttalk.contract import (
+    CHAT_BURST,
+    CHAT_PER_SECOND,
     MAX_FRAME_BYTES,
     Answer,
     Candidate,
+    Chat,
     ClientMessage,
     CloseCode,
     ErrorMessage,
@@ -28,6 +31,7 @@ from ghosttalk.contract import (
     Offer,
     SignalingError,
     parse_client_message,
+    validate_key_check,
     validate_name,
     validate_room,
     wire,
@@ -84,6 +88,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     try:
         room_id = validate_room(request.query.get("room"))
         name = validate_name(request.query.get("name"))
+        key_check = validate_key_check(request.query.get("key_check"))
     except ValueError as exc:
         app[METRICS].signaling_errors.labels(kind="bad_request").inc()
         return web.Response(status=400, text=f"{exc}\n")
@@ -115,7 +120,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         )
         await ws.prepare(request)
         session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
-        await session.run(room_id, name, ip)
+        await session.run(room_id, name, ip, key_check)
     return ws
 
 
@@ -137,6 +142,7 @@ class SignalingSession:
         self._events = events
         self._messages = TokenBucket(config.message_rate, config.message_burst)
         self._offers = TokenBucket(config.offers_per_minute / 60, config.offers_per_minute)
+        self._chat = TokenBucket(CHAT_PER_SECOND, CHAT_BURST)
         self._close_reason: str | None = None
         self._close_code = CloseCode.POLICY
         self._closed = asyncio.Event()
@@ -147,12 +153,13 @@ class SignalingSession:
             self._close_reason, self._close_code = reason, code
             self._closed.set()
 
-    async def run(self, room_id: str, name: str, ip: str) -> None:
+    async def run(self, room_id: str, name: str, ip: str, key_check: str | None = None) -> None:
         try:
-            peer = self.rooms.join(room_id, name, ip, self.disconnect)
+            peer = self.rooms.join(room_id, name, ip, self.disconnect, key_check)
         except JoinRefused as exc:
+            self._metrics.signaling_errors.labels(kind=f"refused_{exc.code.name.lower()}").inc()
             await self.ws.send_str(orjson.dumps(wire(ErrorMessage(str(exc)))).decode())
-            await self.ws.close(code=CloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
+            await self.ws.close(code=exc.code, message=str(exc).encode())
             return
         writer = asyncio.create_task(self._write(peer))
         reader = asyncio.create_task(self._read(peer))
@@ -251,3 +258,9 @@ class SignalingSession:
                 pass  # the WebSocket's own pings and read timeout judge liveness: its form is all that counts
             case Mute(muted=muted):
                 self.rooms.set_muted(peer, muted)
+            case Chat():
+                # Refused, not fatal: a person typing fast loses a message, not the call.
+                if not self._chat.take():
+                    self._reject(peer, "limit_chat", "too many chat messages; wait a moment")
+                    return
+                self.rooms.chat(peer, message)

@@ -22,6 +22,9 @@ export const CLOSE = Object.freeze({
   KICKED: 4001,
   CONNECTION_LOST: 4002,
   BANNED: 4003,
+  KEY_MISSING: 4004,
+  KEY_MISMATCH: 4005,
+  NOT_ENCRYPTED: 4006,
 });
 
 /**
@@ -29,7 +32,7 @@ export const CLOSE = Object.freeze({
  * or undo an operator's decision (kicked). Any other close is worth another try after a backoff.
  * @type {readonly number[]}
  */
-export const STAY_AWAY = Object.freeze([1013, 4001, 4003]);
+export const STAY_AWAY = Object.freeze([1013, 4001, 4003, 4004, 4005, 4006]);
 
 /** The "type" of every signaling message, both ways. */
 export const MSG = Object.freeze({
@@ -45,7 +48,15 @@ export const MSG = Object.freeze({
   ERROR: 'error',
   FORWARDING: 'forwarding',
   LEVELS: 'levels',
+  CHAT: 'chat',
 });
 
 /** The MediaStream id of a big room's forwarding line starts with this; `forwarding` says whom it carries. */
 export const LINE_PREFIX = 'line-';
+
+/** The longest chat message, in code points. */
+export const MAX_CHAT_CHARS = 1000;
+
+/** Chat messages per person the server lets through: a burst of CHAT_BURST, then CHAT_PER_SECOND. */
+export const CHAT_BURST = 5;
+export const CHAT_PER_SECOND = 1;

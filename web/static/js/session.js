@@ -23,9 +23,15 @@ const BACKOFF_MS = [250, 600, 1200, 2000, 3000];
  * @returns {string} the message's key
  */
 function stayAwayKey(code, reason) {
-  if (code === CLOSE.KICKED) return 'err_kicked';
-  if (code === CLOSE.BANNED) return 'err_banned';
-  return reason === 'Server full' ? 'err_server_full' : 'err_room_full';
+  /** @type {Record<number, string>} */
+  const keys = {
+    [CLOSE.KICKED]: 'err_kicked',
+    [CLOSE.BANNED]: 'err_banned',
+    [CLOSE.KEY_MISSING]: 'err_key_missing',
+    [CLOSE.KEY_MISMATCH]: 'err_key_mismatch',
+    [CLOSE.NOT_ENCRYPTED]: 'err_room_not_encrypted',
+  };
+  return keys[code] ?? (reason === 'Server full' ? 'err_server_full' : 'err_room_full');
 }
 
 /**
@@ -75,6 +81,7 @@ function isIceServer(value) {
  *   link: { link: PeerLink },
  *   audio: undefined,
  *   levels: { levels: Map<string, number> },
+ *   chat: { from: string, text?: string, sealed?: string },
  * }>}
  */
 export class RoomSession extends Emitter {
@@ -83,12 +90,14 @@ export class RoomSession extends Emitter {
    * @param {string} options.room
    * @param {string} options.name the nickname, already checked
    * @param {AudioEngine} options.engine
+   * @param {import('./e2ee.js').RoomCrypto | null} options.crypto an encrypted room's keys; null: a plain room
    */
-  constructor({ room, name, engine }) {
+  constructor({ room, name, engine, crypto }) {
     super();
     this.room = room;
     this.name = name;
     this.engine = engine;
+    this.crypto = crypto;
     /** @type {Map<string, Peer>} */
     this.peers = new Map();
     /** @type {string | null} */
@@ -125,7 +134,7 @@ export class RoomSession extends Emitter {
       return;
     }
     if (this.stopped) return;
-    const sig = new Signaling(this.room, this.name);
+    const sig = new Signaling(this.room, this.name, this.crypto ? this.crypto.keyCheck : null);
     this.sig = sig;
     this.iceServers = iceServers;
     sig.on('message', (message) => this.onMessage(sig, message));
@@ -185,6 +194,14 @@ export class RoomSession extends Emitter {
       case MSG.LEVELS:
         this.onLevels(message.levels);
         break;
+      case MSG.CHAT: {
+        const { from, text, sealed } = message;
+        // Exactly one of the bodies; whether it suits the room is the chat panel's to judge.
+        if (typeof from === 'string' && (typeof text === 'string') !== (typeof sealed === 'string')) {
+          this.emit('chat', typeof text === 'string' ? { from, text } : { from, sealed: String(sealed) });
+        }
+        break;
+      }
       case MSG.ERROR:
         // Whether the visit goes on is the close code's to say (onClose); the text is for diagnostics.
         this.emit('problem', { message: typeof message.message === 'string' ? message.message : '' });
@@ -229,6 +246,8 @@ export class RoomSession extends Emitter {
       track: this.engine.sendTrack,
       receiveLines,
       send: (message) => sig.send(message),
+      crypto: this.crypto,
+      selfId: this.selfId ?? '',
     });
     this.link = link;
     link.on('track', ({ peerId, track }) => {
@@ -326,6 +345,17 @@ export class RoomSession extends Emitter {
     this.emit('reconnecting', { reason, detail, delay });
     window.clearTimeout(this.retryTimer);
     this.retryTimer = window.setTimeout(() => void this.connect(), delay);
+  }
+
+  /**
+   * One chat message to the room (the server does not echo it back).
+   * @param {{ text: string } | { sealed: string }} body plain text, or sealed in an encrypted room
+   * @returns {boolean} whether it went out (false: not connected right now)
+   */
+  sendChat(body) {
+    if (!this.sig || this.sig.state !== 'open') return false;
+    this.sig.send({ type: MSG.CHAT, ...body });
+    return true;
   }
 
   /** @param {boolean} muted */

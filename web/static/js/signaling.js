@@ -21,10 +21,12 @@ export class Signaling extends Emitter {
   /**
    * @param {string} room
    * @param {string} name
+   * @param {string | null} keyCheck an encrypted room's key-check value (docs/E2EE.md); never the secret
    */
-  constructor(room, name) {
+  constructor(room, name, keyCheck) {
     super();
-    this.query = `room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`;
+    this.query = `room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`
+      + (keyCheck === null ? '' : `&key_check=${encodeURIComponent(keyCheck)}`);
     /** @type {WebSocket | null} */
     this.ws = null;
     this.opened = false;
