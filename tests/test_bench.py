@@ -32,6 +32,7 @@ def check_shape(line: dict[str, object]) -> None:
             (kind is type(None) and value is None)
             or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
             or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+            or (kind is bool and isinstance(value, bool))
             for kind in allowed
         )
         assert ok, f"{name}={value!r} is not {hint}"
@@ -67,10 +68,26 @@ def test_smoke_run_prints_one_complete_json_line() -> None:
     assert "delivery" in result.stderr and "server" in result.stderr
 
 
+def test_encrypted_rooms_are_measured_with_every_frame_sealed_and_opened() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ghosttalk", "bench", "--rooms", "1", "--per-room", "3", "--speakers", "2",
+         "--seconds", "2", "--warmup", "1", "--late-joiners", "1", "--encrypted"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    check_shape(report)
+    assert report["encrypted"] is True
+    # A frame only counts as received once it opened (a probe payload is read from inside it).
+    assert report["packets_received"] > 0 and report["delivery_ratio"] >= 0.99, result.stderr
+    assert report["late_join_heard_all"] == 1, result.stderr
+    assert "end-to-end encrypted" in result.stderr
+
+
 def test_medians_and_the_plot_from_reports(tmp_path: Path) -> None:
     # Every field 1 (or 1.0 where it is a float), then three runs that differ.
     ones = {name: 1.0 if float in (typing.get_args(hint) or (hint,)) else 1 for name, hint in FIELDS.items()}
-    base = RunReport(**ones)
+    base = RunReport(**ones | {"encrypted": True})
     runs = [dataclasses.replace(base, server_cpu_us_per_packet=v, packets_received=n, late_join_server_offer_ms=None)
             for v, n in ((30.0, 10), (10.0, 30), (20.0, 20))]  # fmt: skip
     median = median_report(runs)

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_positive_int, default=2, help="client processes")
     parser.add_argument("--payload-bytes", type=int, default=80,
                         help="RTP payload size (80 is Opus at 32 kb/s); at least 16")
+    parser.add_argument("--encrypted", action="store_true",
+                        help="end-to-end encrypted rooms: every client seals and opens each frame as a page does "
+                        "(the server forwards them as any other; each is 33 bytes longer)")
     parser.add_argument("--url", help="measure this running server instead of starting one (http://host:port)")
     parser.add_argument("--server-pid", type=_positive_int,
                         help="with --url: the server's process id on this machine, for its CPU and memory")
@@ -103,6 +106,7 @@ def _params(args: argparse.Namespace, rooms: int) -> BenchParams:
         join_burst=args.join_burst,
         pin=args.pin and (os.cpu_count() or 1) >= 2,
         join_concurrency=args.join_concurrency,
+        encrypted=args.encrypted,
     )
 
 

@@ -56,14 +56,16 @@ def _since(start: float, moment: float | None) -> float | None:
     return None if moment is None else (moment - start) * 1000
 
 
-async def time_join(url: str, room: str, name: str, speakers: set[int], timeout: float = JOIN_TIMEOUT) -> JoinSample:
+async def time_join(
+    url: str, room: str, name: str, speakers: set[int], secret: str | None, timeout: float = JOIN_TIMEOUT
+) -> JoinSample:
     """Join ``room`` while ``speakers`` (client ids in the probe payload) talk, until it has heard each of
     them (or, when room_state gives fewer receive lines, as many as that), then leave."""
     heard: set[int] = set()
     heard_all: float | None = None
     offers_then = 0
     everyone = asyncio.Event()
-    client = Client(url, room, name, ClientOptions(keep_packets=False))
+    client = Client(url, room, name, ClientOptions(keep_packets=False, secret=secret))
 
     def on_packet(speaker_id: str, packet: ReceivedPacket) -> None:
         nonlocal heard_all, offers_then
@@ -107,7 +109,9 @@ async def time_join(url: str, room: str, name: str, speakers: set[int], timeout:
     )
 
 
-async def late_joiners(url: str, rooms: Sequence[tuple[str, set[int]]], count: int) -> list[JoinSample]:
+async def late_joiners(
+    url: str, rooms: Sequence[tuple[str, set[int]]], count: int, secret: str | None
+) -> list[JoinSample]:
     """``count`` joins one after another (LATE_JOIN_GAP apart), each into the next room (room, its speakers)
     in turn."""
     samples = []
@@ -115,11 +119,13 @@ async def late_joiners(url: str, rooms: Sequence[tuple[str, set[int]]], count: i
         if index:
             await asyncio.sleep(LATE_JOIN_GAP)
         room, speakers = rooms[index % len(rooms)]
-        samples.append(await time_join(url, room, f"late{index}", speakers))
+        samples.append(await time_join(url, room, f"late{index}", speakers, secret))
     return samples
 
 
-async def join_burst(url: str, rooms: Sequence[tuple[str, set[int]]], count: int) -> list[JoinSample]:
+async def join_burst(
+    url: str, rooms: Sequence[tuple[str, set[int]]], count: int, secret: str | None
+) -> list[JoinSample]:
     """``count`` people join within one second (evenly spread), each into the next room in turn; all stay
     until the last has heard everyone or given up."""
     loop = asyncio.get_running_loop()
@@ -128,7 +134,7 @@ async def join_burst(url: str, rooms: Sequence[tuple[str, set[int]]], count: int
     async def one(index: int) -> JoinSample:
         await asyncio.sleep(max(begin + index / count - loop.time(), 0.0))
         room, speakers = rooms[index % len(rooms)]
-        return await time_join(url, room, f"burst{index}", speakers)
+        return await time_join(url, room, f"burst{index}", speakers, secret)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 

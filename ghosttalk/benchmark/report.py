@@ -29,6 +29,8 @@ class RunReport:
     seconds: float
     warmup: float
     payload_bytes: int
+    # End-to-end encrypted rooms: payload_bytes is the frame inside; the server forwards 33 bytes more.
+    encrypted: bool
     workers: int
     packets_sent: int
     packets_expected: int
@@ -97,6 +99,8 @@ def median_report(reports: list[RunReport]) -> RunReport:
         column = [getattr(r, item.name) for r in reports]
         if any(v is None for v in column):
             values[item.name] = None
+        elif all(isinstance(v, bool) for v in column):
+            values[item.name] = column[0]
         elif all(isinstance(v, int) for v in column):
             values[item.name] = int(statistics.median_low(column))
         else:
@@ -111,6 +115,8 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
 
 def summary(report: RunReport) -> str:
     title = f"{report.rooms} rooms x {report.per_room} people, {report.speakers_per_room} speaking"
+    if report.encrypted:
+        title += ", end-to-end encrypted"
     if report.runs > 1:
         title = f"median of {report.runs} runs: {title}"
     return "\n".join([

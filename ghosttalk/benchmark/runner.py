@@ -30,6 +30,7 @@ from ghosttalk.benchmark.workers import (
     run_event_loop,
     worker_main,
 )
+from ghosttalk.client.e2ee import new_secret
 from ghosttalk.config import FORWARD_ALL_UP_TO, MAX_ROOM_PEERS, Config
 
 # Speakers start this long after the start message, so that every worker has it in hand.
@@ -64,6 +65,7 @@ class BenchParams:
     join_burst: int
     pin: bool
     join_concurrency: int
+    encrypted: bool = False
 
     @property
     def peers(self) -> int:
@@ -98,8 +100,9 @@ def forwarded_streams(per_room: int, speakers: int, forwarded: int = DEFAULT_FOR
     return forwarded * (per_room - 1) + forwarded
 
 
-def build_plans(params: BenchParams, url: str, tag: str) -> list[WorkerPlan]:
-    """Rooms of ``per_room`` people, the first ``speakers`` of each speaking; clients dealt round-robin."""
+def build_plans(params: BenchParams, url: str, tag: str, secret: str | None = None) -> list[WorkerPlan]:
+    """Rooms of ``per_room`` people, the first ``speakers`` of each speaking; clients dealt round-robin;
+    ``secret``: the rooms are end-to-end encrypted with it."""
     total_speakers = params.rooms * params.speakers
     specs: list[ClientSpec] = []
     for room in range(params.rooms):
@@ -112,7 +115,7 @@ def build_plans(params: BenchParams, url: str, tag: str) -> list[WorkerPlan]:
             specs.append(ClientSpec(len(specs), f"bench-{tag}-{room}", f"r{room}m{member}", speaker, phase, level))
     count = min(params.workers, len(specs))
     return [
-        WorkerPlan(url, params.payload_bytes, params.per_room, params.join_concurrency, tuple(specs[i::count]))
+        WorkerPlan(url, params.payload_bytes, params.per_room, params.join_concurrency, tuple(specs[i::count]), secret)
         for i in range(count)
     ]
 
@@ -237,7 +240,8 @@ async def _sleep_until(when: float, progress: Progress, phase: str, origin: floa
 async def _run(params: BenchParams, url: str, pid: int | None, progress: Progress) -> RunReport:
     quiet_logging()
     host_load = os.getloadavg()[0]
-    plans = build_plans(params, url, secrets.token_hex(3))
+    secret = new_secret() if params.encrypted else None
+    plans = build_plans(params, url, secrets.token_hex(3), secret)
     idle = sample_process(pid) if pid is not None else None
     workers = _Workers(plans)
     joins: list[float] = []
@@ -263,9 +267,9 @@ async def _run(params: BenchParams, url: str, pid: int | None, progress: Progres
         # how many joins were asked for.
         rooms = _rooms_and_speakers(plans)
         progress.update("late joiners", 0, 1)
-        late = await late_joiners(url, rooms, params.late_joiners)
+        late = await late_joiners(url, rooms, params.late_joiners, secret)
         progress.update("join burst", 0, 1)
-        burst = await join_burst(url, rooms, params.join_burst) if params.join_burst else []
+        burst = await join_burst(url, rooms, params.join_burst, secret) if params.join_burst else []
         workers.broadcast(("stop",))
         progress.update("draining", 0, 1)
         results: dict[int, WorkerResult] = {}
@@ -336,6 +340,7 @@ def _report(
         seconds=params.seconds,
         warmup=params.warmup,
         payload_bytes=params.payload_bytes,
+        encrypted=params.encrypted,
         workers=len(results),
         packets_sent=sent,
         packets_expected=expected,

@@ -55,6 +55,8 @@ class WorkerPlan:
     room_size: int
     join_concurrency: int
     clients: tuple[ClientSpec, ...]
+    # The rooms' secret when they are end-to-end encrypted (each room derives its own keys from it).
+    secret: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -229,7 +231,7 @@ async def _join_all(conn: Connection, plan: WorkerPlan, probe: Probe, clients: l
 
     async def join(index: int, spec: ClientSpec) -> None:
         async with slots:
-            client = Client(plan.url, spec.room, spec.name, ClientOptions(keep_packets=False))
+            client = Client(plan.url, spec.room, spec.name, ClientOptions(keep_packets=False, secret=plan.secret))
             client.on_packet = probe.on_packet
             started = time.monotonic()
             await client.connect(timeout=60.0)
