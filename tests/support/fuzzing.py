@@ -132,14 +132,20 @@ def message_strategy(sdps: list[str]) -> st.SearchStrategy[Frame]:
             "sdpMLineIndex": st.integers(-2, 3) | JSON_VALUES,
         },
     )
+    # Plain text of every length around the limit, control characters and emoji included; sealed messages of
+    # every length around theirs, in and out of base64url.
+    chat_text = st.text(max_size=1100) | st.integers(990, 1010).map(lambda n: "é" * n) | JSON_VALUES
+    sealed = st.text(alphabet="AZaz09-_=+/ ", min_size=0, max_size=5500) | JSON_VALUES
     typed = st.one_of(
         st.fixed_dictionaries({"type": st.sampled_from(["offer", "answer"]), "sdp": sdp}),
         st.fixed_dictionaries({"type": st.just("candidate"), "candidate": candidate}),
         st.fixed_dictionaries({"type": st.just("mute")}, optional={"muted": st.booleans() | JSON_VALUES}),
         st.fixed_dictionaries({"type": st.just("heartbeat")}, optional={"ts": JSON_VALUES}),
+        st.fixed_dictionaries({"type": st.just("chat")}, optional={"text": chat_text, "sealed": sealed}),
         st.fixed_dictionaries(
             {"type": st.sampled_from(TYPES) | st.text(max_size=12) | JSON_VALUES},
-            optional={"sdp": sdp, "candidate": candidate, "muted": JSON_VALUES, "ts": JSON_VALUES},
+            optional={"sdp": sdp, "candidate": candidate, "muted": JSON_VALUES, "ts": JSON_VALUES,
+                      "text": chat_text, "sealed": sealed, "from": JSON_VALUES},
         ),
     )
     in_order_or_not = st.sampled_from([
@@ -150,6 +156,8 @@ def message_strategy(sdps: list[str]) -> st.SearchStrategy[Frame]:
         {"type": "mute", "muted": True},
         {"type": "mute", "muted": False},
         {"type": "heartbeat", "ts": 1},
+        {"type": "chat", "text": "hello 🙂"},
+        {"type": "chat", "sealed": "A" * 60},
     ])
     bad_utf8 = st.binary(min_size=1, max_size=64).filter(lambda b: not _utf8(b))
     huge = st.integers(1000, MAX_FRAME + 4000).map(
