@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +22,10 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.sdp import SessionDescription
 
-from ghosttalk.client.audio import FRAME_SAMPLES, FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus, frame_levels
+from ghosttalk.client.audio import FRAME_SECONDS, OpusStreamDecoder, Pcm, encode_opus, frame_levels
 from ghosttalk.client.e2ee import ChatCipher, RoomSecret, VoiceOpener, VoiceSealer
 from ghosttalk.client.jointimes import JoinTimes
+from ghosttalk.client.rtpsender import RtpSender
 from ghosttalk.contract import (
     Answer,
     Chat,
@@ -46,9 +46,7 @@ from ghosttalk.contract import (
 )
 from ghosttalk.media.aiortc_adapter.dtls import receive_rtp_directly, srtp_writer, tap_rtp
 from ghosttalk.media.aiortc_adapter.ice import DatagramFilter, check_at_once, filter_ice_datagrams
-from ghosttalk.media.aiortc_adapter.negotiation import header_extension_id, negotiated_payload_type, sender_ssrc
-from ghosttalk.media.aiortc_adapter.rtcp import update_sender_report
-from ghosttalk.media.rtp import AUDIO_LEVEL_URI, audio_level_extension, build_rtp, ntp_now, parse_rtp
+from ghosttalk.media.rtp import parse_rtp
 
 # Rejoin backoff: quick enough to be back within seconds of a server restart, gentle on a server in trouble.
 REJOIN_FIRST_DELAY = 0.25
@@ -156,7 +154,6 @@ class Client:
         self.safety_code = None if secret is None else secret.safety_code
         self._chat_cipher = None if options.secret is None else ChatCipher(room, options.secret)
         self._voice_opener = None if options.secret is None else VoiceOpener(room, options.secret)
-        self._voice_sealer: VoiceSealer | None = None
         # Chat messages from the others, opened; on_chat hears each as it comes.
         self.chat: list[ChatLine] = []
         self.on_chat: Callable[[ChatLine], None] | None = None
@@ -178,22 +175,14 @@ class Client:
         self._changed = asyncio.Event()
         self._owners: dict[int, str] = {}
         self._decoders: dict[str, OpusStreamDecoder] = {}
-        self._write: Callable[[bytes], None] | None = None
-        self._payload_type = 96
+        self._rtp = RtpSender()
         # The audio level (RFC 6464, -dBov: 0 loudest, 127 silent) each packet carries, as a browser's do;
-        # None: no level. play() sets it from each frame. The extension id is what the answer agreed.
+        # None: no level. play() sets it from each frame.
         self.audio_level: int | None = None
-        self._level_id = 0
         # In a big room: which person each forwarding line carries now (``forwarding``), and the levels of
         # those this client does not hear (``levels``).
         self.lines: dict[str, str | None] = {}
         self.levels: dict[str, int] = {}
-        self._ssrc = 0
-        self._sequence_number = random.randrange(32768)
-        self._timestamp = random.getrandbits(32)
-        # What this connection's sender reports announce, as a browser's would.
-        self._packets_sent = 0
-        self._octets_sent = 0
         self._transceiver: Any = None
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -227,7 +216,8 @@ class Client:
 
     async def _join(self, timeout: float) -> None:
         assert self._session is not None
-        self.self_id, self.closed_reason, self.close_code, self._write, self._owners = None, None, None, None, {}
+        self.self_id, self.closed_reason, self.close_code, self._owners = None, None, None, {}
+        self._rtp.disconnect()
         self.lines, self.levels = {}, {}
         self._lost.clear()
         self.join_times = JoinTimes(ws_open=time.monotonic())
@@ -239,7 +229,7 @@ class Client:
         self._reader = asyncio.create_task(self._read())
         await self.wait_for(lambda: self.self_id is not None, timeout)
         await self._offer()
-        await self.wait_for(lambda: self._write is not None, timeout)
+        await self.wait_for(lambda: self._rtp.connected, timeout)
 
     async def _stay_joined(self, timeout: float) -> None:
         while True:
@@ -266,7 +256,7 @@ class Client:
 
     async def _leave(self) -> None:
         """Drop this join's socket and connection (the session and what was received stay)."""
-        self._write = None
+        self._rtp.disconnect()
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
         if self._reader is not None:
@@ -309,8 +299,7 @@ class Client:
             for _ in range(self.receive_lines):
                 pc.addTransceiver("audio", direction="recvonly")
             pc.createDataChannel("lines", negotiated=True, id=PLACEHOLDER_CHANNEL_ID)
-        self._ssrc = sender_ssrc(self._transceiver.sender)
-        self._packets_sent = self._octets_sent = 0
+        self._rtp.start(self._transceiver.sender)
         await pc.setLocalDescription(await pc.createOffer())
         # As a browser does: DTLS starts when ICE completes, not at aioice's next 20 ms tick.
         check_at_once(pc)
@@ -332,7 +321,7 @@ class Client:
         if self.pc.connectionState == "connected":
             self.join_times.dtls_connected = time.monotonic()
             dtls = self._transceiver.receiver.transport
-            self._write = srtp_writer(dtls)
+            self._rtp.connect(srtp_writer(dtls))
             # A simulated link keeps the socket wrapped in its filter, and so aiortc's receive path.
             self.receives_directly = self.options.network is None and receive_rtp_directly(dtls, self._on_rtp)
             self._notify()
@@ -397,7 +386,7 @@ class Client:
                 self.self_id = self_id
                 if self.options.secret is not None:
                     # A new peer id, and so a new key and a new salt, for every join.
-                    self._voice_sealer = VoiceSealer(self.room, self.options.secret, self_id)
+                    self._rtp.sealer = VoiceSealer(self.room, self.options.secret, self_id)
                 self.peers = {p.id: RemotePeer(p.id, p.name, p.muted) for p in peers}
             case PeerJoin(peer=p) | PeerUpdate(peer=p):
                 self.peers[p.id] = RemotePeer(p.id, p.name, p.muted)
@@ -413,8 +402,7 @@ class Client:
                 self._on_chat(chat)
             case Answer(sdp=sdp) if self.pc is not None:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
-                self._payload_type = negotiated_payload_type(self._transceiver) or self._payload_type
-                self._level_id = header_extension_id(self._transceiver, AUDIO_LEVEL_URI)
+                self._rtp.negotiated(self._transceiver)
                 # An answer to receive lines already sends on some of them.
                 self._owners = _ssrc_owners(sdp)
                 self.join_times.answer = time.monotonic()
@@ -495,21 +483,7 @@ class Client:
     def send_rtp(self, payload: bytes, timestamp: int | None = None, marker: int = 0) -> None:
         """Send one RTP packet with ``payload`` (sealed first in an encrypted room); the timestamp advances 20 ms
         unless given."""
-        if self._write is None:
-            raise RuntimeError("media is not connected")
-        if self._voice_sealer is not None:
-            payload = self._voice_sealer.seal(payload)
-        self._timestamp = timestamp if timestamp is not None else (self._timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
-        level = self.audio_level
-        extension = audio_level_extension(self._level_id, level) if level is not None and self._level_id else b""
-        header = (marker, self._payload_type, self._sequence_number, self._timestamp, self._ssrc)
-        self._write(build_rtp(*header, payload, extension))
-        self._sequence_number = (self._sequence_number + 1) & 0xFFFF
-        self._packets_sent += 1
-        self._octets_sent += len(payload)
-        update_sender_report(
-            self._transceiver.sender, self._packets_sent, self._octets_sent, self._timestamp, ntp_now()
-        )
+        self._rtp.send(payload, timestamp, marker, self.audio_level)
 
     async def play(self, pcm: Pcm) -> None:
         """Encode ``pcm`` to Opus and send it in real time, 50 packets per second."""
@@ -520,7 +494,7 @@ class Client:
             delay = start + index * FRAME_SECONDS - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self._write is not None:  # frames that fall into a rejoin are lost, as on a phone
+            if self._rtp.connected:  # frames that fall into a rejoin are lost, as on a phone
                 self.audio_level = level
                 self.send_rtp(payload)
 
