@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import pytest
 
+from ghosttalk.client.e2ee import new_secret
 from ghosttalk.client.participant import Client, ClientOptions, ReceivedPacket
 from ghosttalk.config import FORWARD_ALL_UP_TO
 from tests.conftest import RELAXED_LIMITS
@@ -62,8 +63,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
 
 
 @pytest.fixture
-async def room(server: ServerProcess) -> AsyncIterator[list[Client]]:
-    options = ClientOptions(keep_packets=False)
+async def room(server: ServerProcess, request: pytest.FixtureRequest) -> AsyncIterator[list[Client]]:
+    """The big room, plain, or end-to-end encrypted with ``indirect`` parameter "encrypted": then every
+    payload below is sealed, and a listener reads whom a line carries from inside the opened frame."""
+    secret = new_secret() if getattr(request, "param", "plain") == "encrypted" else None
+    options = ClientOptions(keep_packets=False, secret=secret)
     members: list[Client] = []
     try:
         for index in range(SPEAKERS + LISTENERS):
@@ -81,6 +85,7 @@ async def speak(speakers: list[Client], stop: asyncio.Event) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.parametrize("room", ["plain", "encrypted"], indirect=True)
 async def test_each_listener_gets_the_three_loudest_and_a_louder_voice_takes_a_slot_without_a_gap(
     room: list[Client],
 ) -> None:
@@ -143,6 +148,8 @@ async def test_each_listener_gets_the_three_loudest_and_a_louder_voice_takes_a_s
             2.0,
             what="levels of those not heard",
         )
+        # Encrypted: every frame opened, whichever sender its line carried at the moment.
+        assert [m.undecryptable_frames for m in room] == [0] * len(room)
     finally:
         stop.set()
         await talking

@@ -505,6 +505,12 @@ class Client:
             return OpusStreamDecoder().pcm()
         return decoder.pcm()
 
+    @property
+    def undecryptable_frames(self) -> int:
+        """Encrypted room: voice frames that did not open (damaged, foreign, replayed) and were dropped."""
+        opener = self._voice_opener
+        return 0 if opener is None else opener.failed + opener.replayed
+
     def speakers(self) -> set[str]:
         """People whose audio has arrived."""
         return set(self.received)
