@@ -59,12 +59,15 @@ async def test_a_malformed_key_check_is_refused_before_the_upgrade(
 async def test_the_room_hears_its_voices_and_the_key_check_alone_hears_noise(shared_server: ServerProcess) -> None:
     secret = new_secret()
     room = "e2ee-voice"
-    async with clients(shared_server, room, ["ann", "ben"], secret=secret, decode=True) as [ann, ben]:
-        async with clients(shared_server, room, ["eve"], key_check=key_check(room, secret), decode=True) as [eve]:
-            await hears(ben, ann)  # bit-exact once opened
-            await ann.play(tone(TONE_HZ, 2.0))
-            await eventually(lambda: len(eve.received.get(ann.self_id or "", [])), 5,
-                             what="eve received the tone's frames", until=lambda n: n >= 80)
+    # Eve joins last, with what the server sees: the room's key-check value, and no secret.
+    async with (
+        clients(shared_server, room, ["ann", "ben"], secret=secret, decode=True) as [ann, ben],
+        clients(shared_server, room, ["eve"], key_check=key_check(room, secret), decode=True) as [eve],
+    ):
+        await hears(ben, ann)  # bit-exact once opened
+        await ann.play(tone(TONE_HZ, 2.0))
+        await eventually(lambda: len(eve.received.get(ann.self_id or "", [])), 5,
+                         what="eve received the tone's frames", until=lambda n: n >= 80)
     heard, snooped = ben.pcm(ann.self_id or ""), eve.pcm(ann.self_id or "")
     assert abs(dominant_frequency(heard) - TONE_HZ) < 5
     assert len(snooped) > 9600  # some of it decoded: there is a recording to look into
@@ -84,21 +87,23 @@ def _share_near(pcm: np.ndarray, frequency: float) -> float:
 
 async def test_encrypted_chat_is_read_by_the_room_and_by_nobody_else(shared_server: ServerProcess) -> None:
     secret, room, words = new_secret(), "e2ee-chat", "the vault code is 0451"
-    async with clients(shared_server, room, ["ann", "ben"], secret=secret) as [ann, ben]:
-        async with clients(shared_server, room, ["eve"], key_check=key_check(room, secret)) as [eve]:
-            sent: list[str] = []
-            ws = ann._ws
-            assert ws is not None
-            original = ws.send_str
+    async with (
+        clients(shared_server, room, ["ann", "ben"], secret=secret) as [ann, ben],
+        clients(shared_server, room, ["eve"], key_check=key_check(room, secret)) as [eve],
+    ):
+        sent: list[str] = []
+        ws = ann._ws
+        assert ws is not None
+        original = ws.send_str
 
-            async def record(data: str, compress: int | None = None) -> None:
-                sent.append(data)
-                await original(data, compress)
+        async def record(data: str, compress: int | None = None) -> None:
+            sent.append(data)
+            await original(data, compress)
 
-            ws.send_str = record  # type: ignore[method-assign]
-            await ann.say(words)
-            await ben.wait_for(lambda: bool(ben.chat), 5)
-            await eve.wait_for(lambda: any(m["type"] == "chat" for m in eve.messages), 5)
+        ws.send_str = record  # type: ignore[method-assign]
+        await ann.say(words)
+        await ben.wait_for(lambda: bool(ben.chat), 5)
+        await eve.wait_for(lambda: any(m["type"] == "chat" for m in eve.messages), 5)
     assert [(line.name, line.text) for line in ben.chat] == [("ann", words)]
     frames = [*sent, *(str(m) for m in eve.messages)]
     assert any('"chat"' in frame for frame in sent)
@@ -172,7 +177,7 @@ def test_join_command_chats_in_an_encrypted_room_and_the_secret_stays_out_of_the
     eventually_sync(lambda: server.log_path.read_text().count("USER_JOIN"), 15, what="the listener joined",
                     until=lambda n: n >= 1)
     speaker = join_command(server, link, "--name", "mouth", "--say", "hello from the shell", "--seconds", "2")
-    speaker_out, speaker_err = speaker.communicate(timeout=30)
+    _, speaker_err = speaker.communicate(timeout=30)
     # While the listener keeps the room: a link with another key is refused, and says why.
     wrong = subprocess.run(
         [sys.executable, "-m", "ghosttalk", "join", f"{server.url}/r/cli-e2ee#{new_secret()}", "--name", "x"],
