@@ -46,14 +46,19 @@ def test_create_a_room_and_open_a_pasted_link(shared_server: ServerProcess, brow
     person = open_page(browsers["Ann"], f"{shared_server.url}/", "landing")
     page = person.page
     rooms = set()
-    for _ in range(2):
-        page.click("#btn-create")
-        page.wait_for_url(re.compile(r"/r/[A-Za-z0-9_-]{22}$"))
+    # A room is end-to-end encrypted unless asked otherwise: its key is the link's fragment.
+    for button, link in (
+        ("#btn-create", r"/r/[A-Za-z0-9_-]{22}#[A-Za-z0-9_-]{22}$"),
+        ("#btn-create", r"/r/[A-Za-z0-9_-]{22}#[A-Za-z0-9_-]{22}$"),
+        ("#btn-create-plain", r"/r/[A-Za-z0-9_-]{22}$"),
+    ):
+        page.click(button)
+        page.wait_for_url(re.compile(link))
         rooms.add(urlsplit(page.url).path)
         page.wait_for_selector("#btn-join:not([disabled])")
         page.go_back()
         page.wait_for_selector("html[data-ready='true']")
-    assert len(rooms) == 2  # 128 random bits each time
+    assert len(rooms) == 3  # 128 random bits each time
 
     page.fill("#room-link", "not a link!")
     page.click("#open-form button[type=submit]")

@@ -19,6 +19,7 @@ import { setText, t } from './i18n.js';
  * @property {string | null} jitter
  * @property {string | null} lastError
  * @property {Translatable | null} audioPath
+ * @property {Translatable | null} e2ee end-to-end encryption: off, or the voice transform's counts
  */
 /** @typedef {{ brands?: { brand: string, version: string }[], platform?: string }} UserAgentData */
 
@@ -50,6 +51,7 @@ export class Diagnostics {
       jitter: null,
       lastError: null,
       audioPath: null,
+      e2ee: null,
     };
     this.render();
   }
@@ -89,6 +91,18 @@ export class Diagnostics {
     }
     lines.push(`User agent: ${navigator.userAgent}`);
     return lines.join('\n');
+  }
+
+  // Never rejects: the button says whether it worked.
+  /** @param {HTMLElement} button */
+  async copy(button) {
+    try {
+      await navigator.clipboard.writeText(this.text());
+      setText(button, 'copied');
+    } catch {
+      setText(button, 'copy_failed');
+    }
+    window.setTimeout(() => setText(button, 'copy_diagnostics'), 2000);
   }
 
   // Formats the numbers of one stats sample for the panel.

@@ -1,7 +1,9 @@
 // @ts-check
-// The landing page: make a fresh room, or open one from a pasted link or name.
+// The landing page: make a fresh room (end-to-end encrypted unless asked otherwise), or open one from a
+// pasted link or name.
 import { ROOM_ID } from './contract.js';
 import { byId } from './dom.js';
+import { newSecret } from './e2ee.js';
 import { setText } from './i18n.js';
 import { show } from './ui.js';
 
@@ -12,7 +14,8 @@ export function newRoomId() {
   return base64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-// A pasted link (any host) or a bare room name → where to go, or null when it names no room.
+// A pasted link (any host) or a bare room name → where to go, or null when it names no room. A link's
+// fragment is its room's key: it goes along (the page that opens judges whether it is a whole key).
 /**
  * @param {string} text
  * @returns {string | null}
@@ -28,11 +31,15 @@ export function roomTarget(text) {
   }
   const match = /^\/r\/([^/]+)\/?$/.exec(url.pathname);
   if (!match || !ROOM_ID.test(match[1]) || !/^https?:$/.test(url.protocol)) return null;
-  return url.origin === window.location.origin ? `/r/${match[1]}` : `${url.origin}/r/${match[1]}`;
+  const path = `/r/${match[1]}${url.hash}`;
+  return url.origin === window.location.origin ? path : `${url.origin}${path}`;
 }
 
 export function initLanding() {
   byId('btn-create').addEventListener('click', () => {
+    window.location.assign(`/r/${newRoomId()}#${newSecret()}`);
+  });
+  byId('btn-create-plain').addEventListener('click', () => {
     window.location.assign(`/r/${newRoomId()}`);
   });
   byId('open-form').addEventListener('submit', (event) => {

@@ -6,8 +6,11 @@
 // channel rides the same negotiation: one round trip before the person hears the room.
 // Negotiation follows the "perfect negotiation" pattern with the page as the polite side: an offer from
 // the server that collides with our own rolls ours back (the server never rolls back).
+// In an end-to-end encrypted room every sender and receiver of the connection gets the room's transform
+// (e2ee.js) as soon as it exists, before a frame can pass it in the clear.
 
 import { MSG } from './contract.js';
+import { RoomCrypto } from './e2ee.js';
 import { Emitter } from './events.js';
 
 /** @typedef {import('./signaling.js').Message} Message */
@@ -38,21 +41,37 @@ export class PeerLink extends Emitter {
    * @param {number | null} options.receiveLines receive-only lines for the first offer (null: the server did
    *   not say, so the offer carries the voice alone)
    * @param {(message: Message) => void} options.send to the server
+   * @param {RoomCrypto | null} [options.crypto] the room's keys; null in a plain room
+   * @param {string} [options.selfId] this page's peer id on this connection (what its voice is sealed as)
    */
-  constructor({ iceServers, track, receiveLines, send }) {
+  constructor({ iceServers, track, receiveLines, send, crypto = null, selfId = '' }) {
     super();
     this.send = send;
+    this.crypto = crypto;
     this.closed = false;
+    /** @type {WeakSet<RTCRtpReceiver>} receivers that have the room's transform */
+    this.decrypting = new WeakSet();
     // Descriptions and candidates are applied one at a time, in arrival order.
     /** @type {Promise<void>} */
     this.queue = Promise.resolve();
     /** @type {WeakSet<MediaStream>} */
     this.watchedStreams = new WeakSet();
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+    /** @type {RTCConfiguration} */
+    const config = { iceServers, bundlePolicy: 'max-bundle' };
+    // Not in the DOM types: Chromium's switch for createEncodedStreams(), only for the encrypted fallback.
+    if (crypto && RoomCrypto.usesEncodedStreams) Object.assign(config, { encodedInsertableStreams: true });
+    this.pc = new RTCPeerConnection(config);
     // The engine always has a track to send; the kind only keeps the checker's null case well defined.
-    this.sender = this.pc.addTransceiver(track ?? 'audio', { direction: 'sendrecv' }).sender;
+    const transceiver = this.pc.addTransceiver(track ?? 'audio', { direction: 'sendrecv' });
+    this.sender = transceiver.sender;
+    if (crypto) {
+      crypto.attachSender(this.sender, selfId);
+      this.decrypt(transceiver.receiver);
+    }
     if (receiveLines !== null) {
-      for (let i = 0; i < receiveLines; i += 1) this.pc.addTransceiver('audio', { direction: 'recvonly' });
+      for (let i = 0; i < receiveLines; i += 1) {
+        this.decrypt(this.pc.addTransceiver('audio', { direction: 'recvonly' }).receiver);
+      }
       try {
         this.pc.createDataChannel('lines', { negotiated: true, id: LINE_CHANNEL_ID });
       } catch {
@@ -157,8 +176,17 @@ export class PeerLink extends Emitter {
     }
   }
 
+  // Each receiver once: the server reuses them for other people, and a transform cannot be set up twice.
+  /** @param {RTCRtpReceiver} receiver */
+  decrypt(receiver) {
+    if (!this.crypto || this.decrypting.has(receiver)) return;
+    this.decrypting.add(receiver);
+    this.crypto.attachReceiver(receiver);
+  }
+
   /** @param {RTCTrackEvent} event */
   onTrack(event) {
+    this.decrypt(event.receiver);
     const stream = event.streams[0];
     if (!stream || event.track.kind !== 'audio') return;
     // The server reuses a transceiver for someone else by taking the track out of one stream and

@@ -1,6 +1,7 @@
 // @ts-check
 // The room page: join form, then the room (people, controls, panels), wired to one RoomSession.
 import { AudioEngine } from './audio.js';
+import { ChatPanel } from './chat.js';
 import { Diagnostics } from './diagnostics.js';
 import { byId, find } from './dom.js';
 import { setText, t } from './i18n.js';
@@ -8,6 +9,7 @@ import { checkNickname, errorName, micErrorKey, micUnavailable, openMicWithFallb
 import { Mixer, micOptions } from './mixer.js';
 import { WakeLock, resumeOnGesture } from './mobile.js';
 import { loadPref, savePref } from './prefs.js';
+import { RoomPrivacy } from './privacy.js';
 import { RoomSession } from './session.js';
 import { playCue } from './sounds.js';
 import { quality, StatsSampler } from './stats.js';
@@ -21,7 +23,7 @@ import { VoiceActivity, levelIsSpeaking } from './vad.js';
 
 const VAD_INTERVAL_MS = 80;
 /** @type {[string, string][]} panel id, id of the button that opens it */
-const PANELS = [['mixer-panel', 'btn-mixer'], ['diag-panel', 'btn-signal']];
+const PANELS = [['mixer-panel', 'btn-mixer'], ['diag-panel', 'btn-signal'], ['chat-panel', 'btn-chat']];
 const $ = byId;
 const nickname = () => byId('nickname', HTMLInputElement);
 const joinButton = () => byId('btn-join', HTMLButtonElement);
@@ -33,6 +35,8 @@ export class RoomPage {
     this.banner = new StatusBanner($('status'));
     this.people = new PeopleView();
     this.diagnostics = new Diagnostics($('diag-panel'));
+    this.chat = new ChatPanel(); // one for the page's life: its history outlives reconnects and rejoins
+    this.privacy = new RoomPrivacy(this.room, this.diagnostics);
     this.wakeLock = new WakeLock();
     // Set while in the room (from enter() to leave()), null before and after.
     /** @type {RoomSession | null} */
@@ -62,12 +66,10 @@ export class RoomPage {
     $('btn-mute').addEventListener('click', () => this.toggleMute());
     $('btn-leave').addEventListener('click', () => this.leave());
     $('btn-copy').addEventListener('click', () => void this.copyInvite());
-    $('btn-mixer').addEventListener('click', () => this.togglePanel('mixer-panel', 'btn-mixer'));
-    $('btn-signal').addEventListener('click', () => this.togglePanel('diag-panel', 'btn-signal'));
-    $('btn-copy-diag').addEventListener('click', () => void this.copyDiagnostics());
+    $('btn-copy-diag').addEventListener('click', () => void this.diagnostics.copy($('btn-copy-diag')));
     for (const [panel, button] of PANELS) {
-      const close = find($(panel), '[data-close-panel]');
-      close.addEventListener('click', () => this.togglePanel(panel, button, false));
+      $(button).addEventListener('click', () => this.togglePanel(panel, button));
+      find($(panel), '[data-close-panel]').addEventListener('click', () => this.togglePanel(panel, button, false));
     }
     document.addEventListener('keydown', (event) => this.onKey(event));
     // Closing the tab must tell the server at once, not after the heartbeat times out.
@@ -79,7 +81,7 @@ export class RoomPage {
     window.addEventListener('pageshow', (event) => {
       if (event.persisted && this.hiddenInRoom) window.location.reload();
     });
-    joinButton().disabled = false;
+    joinButton().disabled = !this.privacy.canJoin;
   }
 
   /**
@@ -94,7 +96,7 @@ export class RoomPage {
 
   // Never rejects: every failure is shown in the form.
   async join() {
-    if (this.joining || this.session) return;
+    if (this.joining || this.session || !this.privacy.canJoin) return;
     const checked = checkNickname(nickname().value);
     if (checked.error !== undefined) {
       this.formError(checked.error);
@@ -111,8 +113,10 @@ export class RoomPage {
     joinButton().disabled = true;
     // Created inside the click so that the browser lets it start without another gesture.
     const engine = new AudioEngine($('audio-sinks'));
+    let crypto = null;
     try {
       await openMicWithFallback(engine, micOptions());
+      crypto = await this.privacy.crypto(); // made as the page loaded: no wait
     } catch (error) {
       void engine.close().catch(() => {});
       this.joining = false;
@@ -121,14 +125,15 @@ export class RoomPage {
       return;
     }
     savePref('nickname', checked.name);
-    this.enter(engine, checked.name);
+    this.enter(engine, checked.name, crypto);
   }
 
   /**
    * @param {AudioEngine} engine with the microphone open
    * @param {string} name the checked nickname
+   * @param {import('./e2ee.js').RoomCrypto | null} crypto an encrypted room's keys
    */
-  enter(engine, name) {
+  enter(engine, name, crypto) {
     this.engine = engine;
     this.joining = false;
     engine.on('blocked', () => this.banner.show('audio_blocked', null, 'warn'));
@@ -146,7 +151,7 @@ export class RoomPage {
     this.vads.set('self', new VoiceActivity(engine.micAnalyser));
     this.vadTimer = window.setInterval(() => this.tickVoice(), VAD_INTERVAL_MS);
 
-    const session = new RoomSession({ room: this.room, name, engine });
+    const session = new RoomSession({ room: this.room, name, engine, crypto });
     this.session = session;
     session.on('peers', (change) => this.onPeers(change));
     session.on('joined', () => this.banner.hideIf('connecting', 'reconnecting'));
@@ -165,6 +170,7 @@ export class RoomPage {
     session.on('link', ({ link }) => this.onLink(link));
     session.on('audio', () => this.syncVoices());
     session.on('levels', ({ levels }) => this.onLevels(levels));
+    this.chat.attach(session);
 
     joinButton().disabled = false;
     show($('join-view'), false);
@@ -344,7 +350,7 @@ export class RoomPage {
 
   // Never rejects: without the clipboard the banner shows the link to copy by hand.
   async copyInvite() {
-    const link = `${window.location.origin}/r/${this.room}`;
+    const link = this.privacy.inviteLink();
     const label = find($('btn-copy'), '.ctl-label');
     try {
       await navigator.clipboard.writeText(link);
@@ -361,18 +367,6 @@ export class RoomPage {
       setText(label, 'copy_link');
       this.banner.hideIf('copied_banner');
     }, 2000);
-  }
-
-  // Never rejects: the button says whether it worked.
-  async copyDiagnostics() {
-    const button = $('btn-copy-diag');
-    try {
-      await navigator.clipboard.writeText(this.diagnostics.text());
-      setText(button, 'copied');
-    } catch {
-      setText(button, 'copy_failed');
-    }
-    window.setTimeout(() => setText(button, 'copy_diagnostics'), 2000);
   }
 
   /** @param {{ quiet?: boolean }} [options] quiet: no "you left" banner */

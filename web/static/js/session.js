@@ -3,6 +3,7 @@
 // drops, until the person leaves or the server says no for good (full, kicked, banned, bad input).
 import { CLOSE, MAX_RECEIVE_LINES, MSG, STAY_AWAY } from './contract.js';
 import { Emitter } from './events.js';
+import { fetchIceServers } from './ice-servers.js';
 import { ForwardingLines, isLine } from './lines.js';
 import { PeerLink } from './peer.js';
 import { Signaling } from './signaling.js';
@@ -30,6 +31,10 @@ function stayAwayKey(code, reason) {
     [CLOSE.KEY_MISSING]: 'err_key_missing',
     [CLOSE.KEY_MISMATCH]: 'err_key_mismatch',
     [CLOSE.NOT_ENCRYPTED]: 'err_room_not_encrypted',
+    [CLOSE.REMOVED]: 'err_removed',
+    [CLOSE.DECLINED]: 'err_declined',
+    [CLOSE.LOBBY_TIMEOUT]: 'err_lobby_timeout',
+    [CLOSE.LOBBY_CLOSED]: 'err_lobby_closed',
   };
   return keys[code] ?? (reason === 'Server full' ? 'err_server_full' : 'err_room_full');
 }
@@ -44,29 +49,6 @@ function parsePeer(raw) {
   // The server sends strings; anything else is not a peer it described.
   if (typeof id !== 'string' && typeof id !== 'number') return null;
   return { id: String(id), name: typeof name === 'string' ? name : '', muted: muted === true };
-}
-
-/**
- * The STUN and TURN servers for one connection, asked afresh each time: TURN credentials expire.
- * @returns {Promise<RTCIceServer[]>}
- */
-async function fetchIceServers() {
-  const response = await fetch('/ice-servers', { cache: 'no-store' });
-  if (!response.ok) throw new Error(`/ice-servers: ${response.status}`);
-  /** @type {unknown} */
-  const servers = await response.json();
-  if (!Array.isArray(servers)) throw new Error('/ice-servers: not a list');
-  return servers.filter(isIceServer);
-}
-
-/**
- * @param {unknown} value
- * @returns {value is RTCIceServer}
- */
-function isIceServer(value) {
-  if (typeof value !== 'object' || value === null || !('urls' in value)) return false;
-  const { urls } = value;
-  return typeof urls === 'string' || (Array.isArray(urls) && urls.every((url) => typeof url === 'string'));
 }
 
 /**
@@ -241,14 +223,21 @@ export class RoomSession extends Emitter {
    */
   startLink(sig, receiveLines) {
     this.closeLink();
-    const link = new PeerLink({
-      iceServers: this.iceServers,
-      track: this.engine.sendTrack,
-      receiveLines,
-      send: (message) => sig.send(message),
-      crypto: this.crypto,
-      selfId: this.selfId ?? '',
-    });
+    let link;
+    try {
+      link = new PeerLink({
+        iceServers: this.iceServers,
+        track: this.engine.sendTrack,
+        receiveLines,
+        send: (message) => sig.send(message),
+        crypto: this.crypto,
+        selfId: this.selfId ?? '',
+      });
+    } catch (error) {
+      // A welcome the room's keys cannot follow (a self id that is no peer id): as any failed negotiation.
+      this.drop('negotiation_failed', String(error));
+      return;
+    }
     this.link = link;
     link.on('track', ({ peerId, track }) => {
       if (isLine(peerId)) this.lines.add(peerId, track);
