@@ -330,6 +330,10 @@ class Config:
     # A room that empties is kept this long so that a reload does not destroy and recreate it.
     room_grace_seconds: float = field(default=0.0, metadata=setting(
         "room-grace", "seconds an empty room is kept before it is destroyed", non_negative_number, unit="s"))
+    # A newcomer at a locked room's door waits this long for its host to let them in (close 4009 after).
+    lobby_wait_seconds: float = field(default=300.0, metadata=setting(
+        "lobby-wait", "seconds a newcomer waits in a locked room's lobby before giving up", positive_number,
+        unit="s"))
     # Liveness: DataChannel ping interval, and the silence after which a peer is removed. 8 s notices a
     # network that went away (a 10 s outage is noticed, the room is told, the page rejoins) while riding
     # out the few seconds a phone takes to hand over between Wi-Fi and mobile data.

@@ -14,16 +14,23 @@ from ghosttalk.contract import (
     Candidate,
     Chat,
     ChatFrom,
+    ClaimHost,
     ClientMessage,
     CloseCode,
     ErrorMessage,
     Forwarding,
     Heartbeat,
+    Host,
+    HostAction,
     IceCandidate,
     Levels,
+    Lobby,
+    LobbyWait,
+    Lock,
     MessageRefused,
     MessageType,
     Mute,
+    MuteRequest,
     Offer,
     PeerInfo,
     PeerJoin,
@@ -39,6 +46,7 @@ from ghosttalk.contract import (
     validate_room,
     wire,
 )
+from ghosttalk.contract.messages import HOST_ACTIONS
 from ghosttalk.contract.page import CONTRACT_FILE, render_module
 
 SDP = "v=0\r\n"
@@ -128,6 +136,7 @@ def test_malformed_client_messages_are_refused_naming_the_fault(text: str, kind:
 
 
 ANN = PeerInfo("a1", "Ann", False)
+TOKEN = "T" * 22
 
 EVERY_MESSAGE: list[tuple[ClientMessage | ServerMessage, dict[str, Any]]] = [
     (Offer(SDP), {"type": "offer", "sdp": SDP}),
@@ -143,12 +152,13 @@ EVERY_MESSAGE: list[tuple[ClientMessage | ServerMessage, dict[str, Any]]] = [
     (
         RoomState("a1", (ANN, PeerInfo("b2", "Bob", True))),
         {"type": "room_state", "self_id": "a1", "peers": [
-            {"id": "a1", "name": "Ann", "muted": False}, {"id": "b2", "name": "Bob", "muted": True}]},
+            {"id": "a1", "name": "Ann", "muted": False}, {"id": "b2", "name": "Bob", "muted": True}],
+         "host": None, "locked": False},
     ),
     (
-        RoomState("a1", (ANN,), receive_lines=2),
+        RoomState("a1", (ANN,), receive_lines=2, host="a1", locked=True),
         {"type": "room_state", "self_id": "a1", "peers": [{"id": "a1", "name": "Ann", "muted": False}],
-         "receive_lines": 2},
+         "receive_lines": 2, "host": "a1", "locked": True},
     ),
     (PeerJoin(ANN), {"type": "peer_join", "peer": {"id": "a1", "name": "Ann", "muted": False}}),
     (PeerUpdate(ANN), {"type": "peer_update", "peer": {"id": "a1", "name": "Ann", "muted": False}}),
@@ -163,6 +173,14 @@ EVERY_MESSAGE: list[tuple[ClientMessage | ServerMessage, dict[str, Any]]] = [
     (Chat(sealed="A" * 40), {"type": "chat", "sealed": "A" * 40}),
     (ChatFrom("a1", text="hi"), {"type": "chat", "from": "a1", "text": "hi"}),
     (ChatFrom("a1", sealed="A" * 40), {"type": "chat", "from": "a1", "sealed": "A" * 40}),
+    (ClaimHost(TOKEN), {"type": "claim_host", "token": TOKEN}),
+    *((HostAction(kind, "b2"), {"type": kind.value, "peer_id": "b2"}) for kind in sorted(HOST_ACTIONS)),
+    (Lock(True), {"type": "lock", "locked": True}),
+    (Host("a1"), {"type": "host", "peer_id": "a1"}),
+    (Host("a1", TOKEN), {"type": "host", "peer_id": "a1", "token": TOKEN}),
+    (Lobby((PeerInfo("c3", "Cat", False),)), {"type": "lobby", "waiting": [{"id": "c3", "name": "Cat"}]}),
+    (LobbyWait(), {"type": "lobby_wait"}),
+    (MuteRequest("a1"), {"type": "mute_request", "from": "a1"}),
 ]
 
 
@@ -171,10 +189,11 @@ def test_every_message_travels_as_the_contract_says_and_parses_back(
     message: ClientMessage | ServerMessage, json: dict[str, Any]
 ) -> None:
     assert wire(message) == json
-    if isinstance(message, Offer | Answer | Candidate | Heartbeat | Mute | Chat):
+    if isinstance(message, Offer | Answer | Candidate | Heartbeat | Mute | Chat | ClaimHost | HostAction | Lock):
         assert parse_client_message(orjson.dumps(json)) == message
     server_types = (
         RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels | ChatFrom
+        | Host | Lock | Lobby | LobbyWait | MuteRequest
     )
     if isinstance(message, server_types):
         assert parse_server_message(json) == message
@@ -202,6 +221,10 @@ def test_every_type_has_a_message() -> None:
         {"type": "levels", "levels": {"a1": True}},
         {"type": "chat", "text": "hi"},  # from whom?
         {"type": "chat", "from": "a1", "sealed": "not base64url!"},
+        {"type": "room_state", "self_id": "a1", "peers": [], "host": 3},
+        {"type": "host"},
+        {"type": "lobby", "waiting": [{"id": "c3"}]},
+        {"type": "mute_request"},
     ],
 )
 def test_malformed_server_messages_are_refused(data: dict[str, Any]) -> None:

@@ -99,13 +99,16 @@ class FakeRooms:
 
     def __init__(self) -> None:
         self.media = FakeMedia()
+        # No room is locked: nobody knocks (server.host_actions.knock reads this).
+        self.rooms: dict[str, object] = {}
         self.refuse: str | None = None
         self.peer: Peer | None = None
         self.left: list[str] = []
         self.muted: list[bool] = []
 
     def join(
-        self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None], key_check: str | None
+        self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None], key_check: str | None,
+        *, peer_id: str | None,
     ) -> Peer:
         if self.refuse is not None:
             raise JoinRefused(self.refuse)

@@ -89,15 +89,18 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
 async def test_a_joiner_learns_the_room_and_the_room_learns_of_the_joiner(start: Start) -> None:
     server = await start()
     ann = server.join("blue", "Ann")
-    [state] = ann.told()
+    state, host = ann.told()
     assert state == {
         "type": "room_state", "self_id": ann.id, "peers": [{"id": ann.id, "name": "Ann", "muted": False}],
-        "receive_lines": 0,
+        "receive_lines": 0, "host": ann.id, "locked": False,
     }  # fmt: skip
+    # The first one in hosts the room, and alone gets the token that proves it.
+    assert host["type"] == "host" and host["peer_id"] == ann.id and len(host["token"]) == 22
     ben = server.join("blue", "Ben")
     assert ann.told() == [{"type": "peer_join", "peer": {"id": ben.id, "name": "Ben", "muted": False}}]
     [state] = ben.told()
     assert [p["name"] for p in state["peers"]] == ["Ann", "Ben"] and state["self_id"] == ben.id
+    assert state["host"] == ann.id
     assert state["receive_lines"] == 1, "a line for Ann's voice in Ben's first offer"
     other = server.join("green", "Cat")
     assert ann.told() == [] and ben.told() == [], "another room's joins are not announced here"

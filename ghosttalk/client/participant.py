@@ -30,11 +30,19 @@ from ghosttalk.contract import (
     Answer,
     Chat,
     ChatFrom,
+    ClaimHost,
     ErrorMessage,
     Forwarding,
+    Host,
+    HostAction,
     Levels,
+    Lobby,
+    LobbyWait,
+    Lock,
     Message,
+    MessageType,
     Mute,
+    MuteRequest,
     Offer,
     PeerJoin,
     PeerLeave,
@@ -196,6 +204,15 @@ class Client:
         self.join_times = JoinTimes()
         # room_state's ``receive_lines`` (None: the server did not say): how many people it will hear at once.
         self.receive_lines: int | None = None
+        # The room's host and lock; the token that makes this client host again after a rejoin (kept across
+        # joins, as the page keeps it in the tab); the lobby, when this client is the host of a locked room;
+        # whether this client waits in one; and how often the host asked it to mute.
+        self.host: str | None = None
+        self.host_token: str | None = None
+        self.locked = False
+        self.lobby: dict[str, str] = {}
+        self.waiting = False
+        self.mute_requests = 0
 
     # Joining.
 
@@ -380,10 +397,12 @@ class Client:
 
     async def _handle(self, data: dict[str, Any]) -> None:
         match parse_server_message(data):
-            case RoomState(self_id=self_id, peers=peers, receive_lines=receive_lines):
+            case RoomState(self_id=self_id, peers=peers, receive_lines=receive_lines, host=host, locked=locked):
                 self.join_times.welcome = time.monotonic()
                 self.receive_lines = receive_lines
-                self.self_id = self_id
+                self.self_id, self.host, self.locked, self.waiting = self_id, host, locked, False
+                if self.host_token is not None and host != self_id:
+                    await self.send(ClaimHost(self.host_token))
                 if self.options.secret is not None:
                     # A new peer id, and so a new key and a new salt, for every join.
                     self._rtp.sealer = VoiceSealer(self.room, self.options.secret, self_id)
@@ -400,6 +419,18 @@ class Client:
                 self.levels.update(levels)
             case ChatFrom() as chat:
                 self._on_chat(chat)
+            case Host(peer_id=peer_id, token=token):
+                self.host = peer_id
+                if token is not None:
+                    self.host_token = token
+            case Lock(locked=locked):
+                self.locked = locked
+            case Lobby(waiting=waiting):
+                self.lobby = {p.id: p.name for p in waiting}
+            case LobbyWait():
+                self.waiting = True
+            case MuteRequest():
+                self.mute_requests += 1
             case Answer(sdp=sdp) if self.pc is not None:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
                 self._rtp.negotiated(self._transceiver)
@@ -522,6 +553,13 @@ class Client:
 
     async def mute(self, muted: bool) -> None:
         await self.send(Mute(muted))
+
+    async def host_action(self, action: MessageType, peer_id: str) -> None:
+        """As the room's host: remove, ask_mute, hand_over, admit or decline ``peer_id``."""
+        await self.send(HostAction(action, peer_id))
+
+    async def lock(self, locked: bool) -> None:
+        await self.send(Lock(locked))
 
     async def close(self) -> None:
         if self._supervisor is not None:

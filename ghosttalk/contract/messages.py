@@ -1,10 +1,13 @@
 """The messages of the signaling contract: JSON text frames, each an object with a string ``type``.
 
 A client sends ``offer``/``answer`` ``{sdp}``, ``candidate {candidate: {candidate, sdpMid, sdpMLineIndex} |
-null}``, ``heartbeat {ts?}``, ``mute {muted}`` and ``chat {text | sealed}``; the server sends ``room_state
-{self_id, peers, receive_lines?}``, ``peer_join``/``peer_update {peer}``, ``peer_leave {peer_id}``,
-``offer``/``answer`` ``{sdp}``, ``chat {from, text | sealed}``, ``error {message}`` and, in rooms that forward
-only the loudest speakers, ``forwarding {lines}`` and ``levels {levels}``. Each parses into a frozen
+null}``, ``heartbeat {ts?}``, ``mute {muted}``, ``chat {text | sealed}``, ``claim_host {token}`` and, as the
+room's host, ``remove``/``ask_mute``/``hand_over``/``admit``/``decline {peer_id}`` and ``lock {locked}``; the
+server sends ``room_state {self_id, peers, receive_lines?, host, locked}``, ``peer_join``/``peer_update
+{peer}``, ``peer_leave {peer_id}``, ``offer``/``answer`` ``{sdp}``, ``chat {from, text | sealed}``, ``host
+{peer_id, token?}``, ``lock {locked}``, ``lobby {waiting}`` (to the host), ``lobby_wait`` (to a newcomer in a
+locked room), ``mute_request {from}``, ``error {message}`` and, in rooms that forward only the loudest
+speakers, ``forwarding {lines}`` and ``levels {levels}``. Each parses into a frozen
 dataclass here, so that the code behind it dispatches on a type and reads checked fields; what the SDP inside
 says is judged later, by the media plane, and whether a chat message suits its room by the room.
 """
@@ -20,8 +23,10 @@ from typing import Any, ClassVar
 
 import orjson
 
-from ghosttalk.contract.rules import MAX_CHAT_CHARS, MAX_RECEIVE_LINES, MAX_SEALED_CHARS, SignalingError
+from ghosttalk.contract.rules import HOST_TOKEN, MAX_CHAT_CHARS, MAX_RECEIVE_LINES, MAX_SEALED_CHARS, SignalingError
 
+# Peer ids are 16 hex digits; a message naming one accepts nothing much longer.
+PEER_ID_CHARS = 32
 # The MediaStream id of forwarding line i in a room that forwards only the loudest is LINE_PREFIX + str(i): no
 # peer id (16 hex digits) looks like it, and ``forwarding`` says whom each carries.
 LINE_PREFIX = "line-"
@@ -41,6 +46,17 @@ class MessageType(StrEnum):
     FORWARDING = "forwarding"
     LEVELS = "levels"
     CHAT = "chat"
+    CLAIM_HOST = "claim_host"
+    REMOVE = "remove"
+    ASK_MUTE = "ask_mute"
+    HAND_OVER = "hand_over"
+    ADMIT = "admit"
+    DECLINE = "decline"
+    LOCK = "lock"
+    HOST = "host"
+    LOBBY = "lobby"
+    LOBBY_WAIT = "lobby_wait"
+    MUTE_REQUEST = "mute_request"
 
 
 class MessageRefused(SignalingError):
@@ -110,7 +126,40 @@ class Chat:
     sealed: str | None = None
 
 
-ClientMessage = Offer | Answer | Candidate | Heartbeat | Mute | Chat
+@dataclass(slots=True, frozen=True)
+class ClaimHost:
+    """A host coming back (a reconnect, a reload of the tab) shows the token it was given, to be host again."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CLAIM_HOST
+    token: str
+
+
+# What a room's host may do to one person, by the message's type: the person is ``peer_id`` (for admit and
+# decline, someone waiting in the lobby).
+HOST_ACTIONS = frozenset({
+    MessageType.REMOVE, MessageType.ASK_MUTE, MessageType.HAND_OVER, MessageType.ADMIT, MessageType.DECLINE,
+})
+
+
+@dataclass(slots=True, frozen=True)
+class HostAction:
+    action: MessageType  # one of HOST_ACTIONS
+    peer_id: str
+
+    @property
+    def TYPE(self) -> MessageType:  # named as every other message's class constant
+        return self.action
+
+
+@dataclass(slots=True, frozen=True)
+class Lock:
+    """Both ways: the host locks or unlocks the room; the server tells the room that it did."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LOCK
+    locked: bool
+
+
+ClientMessage = Offer | Answer | Candidate | Heartbeat | Mute | Chat | ClaimHost | HostAction | Lock
 
 
 # Server to client.
@@ -131,6 +180,9 @@ class RoomState:
     # How many receive-only audio lines the client's first offer should carry: the server's first answer
     # then already sends the room's speakers on them (None: a server that does not say; one line is offered).
     receive_lines: int | None = None
+    # The room's host (None: a server without hosts, or nobody yet) and whether newcomers wait in a lobby.
+    host: str | None = None
+    locked: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -185,8 +237,42 @@ class ChatFrom:
     sealed: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class Host:
+    """Who the room's host is now; the host's own copy carries the token that makes the role survive its
+    reconnects (the page keeps it in the tab's session storage, never in a URL)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.HOST
+    peer_id: str
+    token: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Lobby:
+    """To the host of a locked room: everyone waiting to be let in, in the order they came."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LOBBY
+    waiting: tuple[PeerInfo, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class LobbyWait:
+    """To a newcomer in a locked room: wait for the host; ``room_state`` follows if they are let in."""
+
+    TYPE: ClassVar[MessageType] = MessageType.LOBBY_WAIT
+
+
+@dataclass(slots=True, frozen=True)
+class MuteRequest:
+    """The host asks this person to mute (``sender``: the host's peer id); only the person can do it."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MUTE_REQUEST
+    sender: str
+
+
 ServerMessage = (
     RoomState | PeerJoin | PeerUpdate | PeerLeave | Offer | Answer | ErrorMessage | Forwarding | Levels | ChatFrom
+    | Host | Lock | Lobby | LobbyWait | MuteRequest
 )
 Message = ClientMessage | ServerMessage
 
@@ -201,8 +287,9 @@ def wire(message: Message) -> dict[str, Any]:
             body = {"candidate": fields}
         case Heartbeat(ts=None):
             body = {}
-        case RoomState(self_id=self_id, peers=peers, receive_lines=receive_lines):
-            body = {"self_id": self_id, "peers": [_peer_wire(peer) for peer in peers]}
+        case RoomState(self_id=self_id, peers=peers, receive_lines=receive_lines, host=host, locked=locked):
+            body = {"self_id": self_id, "peers": [_peer_wire(peer) for peer in peers], "host": host,
+                    "locked": locked}
             if receive_lines is not None:
                 body["receive_lines"] = receive_lines
         case PeerJoin(peer=peer) | PeerUpdate(peer=peer):
@@ -211,6 +298,14 @@ def wire(message: Message) -> dict[str, Any]:
             body = {"text": text} if text is not None else {"sealed": sealed}
         case ChatFrom(sender=sender, text=text, sealed=sealed):
             body = {"from": sender, **({"text": text} if text is not None else {"sealed": sealed})}
+        case HostAction(peer_id=peer_id):
+            body = {"peer_id": peer_id}
+        case Host(peer_id=peer_id, token=token):
+            body = {"peer_id": peer_id} | ({} if token is None else {"token": token})
+        case Lobby(waiting=waiting):
+            body = {"waiting": [{"id": p.id, "name": p.name} for p in waiting]}
+        case MuteRequest(sender=sender):
+            body = {"from": sender}
         case _:
             # The rest are flat: their fields are the JSON's.
             body = asdict(message)
@@ -291,6 +386,27 @@ def chat_text(text: str) -> str:
     return text
 
 
+def _claim_host(data: Mapping[str, Any]) -> ClaimHost:
+    token = data.get("token")
+    if not isinstance(token, str) or HOST_TOKEN.fullmatch(token) is None:
+        raise SignalingError("claim_host needs the 'token' string the server gave")
+    return ClaimHost(token)
+
+
+def _host_action(kind: MessageType) -> Callable[[Mapping[str, Any]], HostAction]:
+    def parse(data: Mapping[str, Any]) -> HostAction:
+        peer_id = data.get("peer_id")
+        if not isinstance(peer_id, str) or not 0 < len(peer_id) <= PEER_ID_CHARS:
+            raise SignalingError(f"{kind} needs a 'peer_id' string")
+        return HostAction(kind, peer_id)
+
+    return parse
+
+
+def _lock(data: Mapping[str, Any]) -> Lock:
+    return Lock(_field(data, "locked", bool))
+
+
 def _is_integer(value: object) -> bool:
     # JSON's true and false arrive as bool, which Python counts as int.
     return isinstance(value, int) and not isinstance(value, bool)
@@ -303,6 +419,9 @@ _CLIENT_PARSERS: dict[str, Callable[[Mapping[str, Any]], ClientMessage]] = {
     MessageType.HEARTBEAT: _heartbeat,
     MessageType.MUTE: _mute,
     MessageType.CHAT: _chat,
+    MessageType.CLAIM_HOST: _claim_host,
+    MessageType.LOCK: _lock,
+    **{kind: _host_action(kind) for kind in HOST_ACTIONS},
 }
 
 
@@ -345,7 +464,10 @@ def _room_state(data: Mapping[str, Any]) -> RoomState:
     if lines is not None and not (_is_integer(lines) and 0 <= lines <= MAX_RECEIVE_LINES):
         raise SignalingError(f"room_state 'receive_lines' must be an integer from 0 to {MAX_RECEIVE_LINES}")
     peers = tuple(_peer(peer) for peer in _field(data, "peers", list))
-    return RoomState(_field(data, "self_id", str), peers, lines)
+    host = data.get("host")
+    if host is not None and not isinstance(host, str):
+        raise SignalingError("room_state 'host' must be a peer id or null")
+    return RoomState(_field(data, "self_id", str), peers, lines, host, data.get("locked") is True)
 
 
 def _forwarding(data: Mapping[str, Any]) -> Forwarding:
@@ -360,6 +482,19 @@ def _levels(data: Mapping[str, Any]) -> Levels:
     if not all(_is_integer(level) and 0 <= level <= 127 for level in levels.values()):
         raise SignalingError("levels 'levels' maps peer ids to a level 0-127")
     return Levels(dict(levels))
+
+
+def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise SignalingError(f"{data.get('type')} '{name}' must be a string")
+    return value
+
+
+def _waiting(data: object) -> PeerInfo:
+    if not isinstance(data, dict):
+        raise SignalingError("lobby 'waiting' holds objects")
+    return PeerInfo(_field(data, "id", str), _field(data, "name", str), False)
 
 
 def _chat_from(data: Mapping[str, Any]) -> ChatFrom:
@@ -378,6 +513,11 @@ _SERVER_PARSERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
     MessageType.FORWARDING: _forwarding,
     MessageType.LEVELS: _levels,
     MessageType.CHAT: _chat_from,
+    MessageType.HOST: lambda data: Host(_field(data, "peer_id", str), _optional_str(data, "token")),
+    MessageType.LOCK: _lock,
+    MessageType.LOBBY: lambda data: Lobby(tuple(_waiting(p) for p in _field(data, "waiting", list))),
+    MessageType.LOBBY_WAIT: lambda data: LobbyWait(),
+    MessageType.MUTE_REQUEST: lambda data: MuteRequest(_field(data, "from", str)),
 }
 
 

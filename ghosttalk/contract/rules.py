@@ -27,6 +27,10 @@ MAX_SEALED_CHARS = 5400
 # Chat messages per person: a burst of CHAT_BURST, then CHAT_PER_SECOND; over that a message is refused.
 CHAT_BURST = 5
 CHAT_PER_SECOND = 1
+# At most this many newcomers wait in a locked room's lobby at once (how long each may: ``--lobby-wait``).
+LOBBY_SIZE = 20
+# A host token (``host {token}``, ``claim_host {token}``): what the server hands out is this long.
+HOST_TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 class SignalingError(Exception):
@@ -47,6 +51,11 @@ class CloseCode(IntEnum):
     KEY_MISSING = 4004  # a plain join into an end-to-end encrypted room
     KEY_MISMATCH = 4005  # a key that is not the room's
     NOT_ENCRYPTED = 4006  # a join with a key into a plain room
+    # The room's host decided (docs/DESIGN.md "Hosts and the lobby"): a person rejoins by choice, not by itself.
+    REMOVED = 4007  # removed by the host
+    DECLINED = 4008  # the host declined a newcomer waiting in the lobby
+    LOBBY_TIMEOUT = 4009  # nobody let the newcomer in within --lobby-wait
+    LOBBY_CLOSED = 4010  # everyone left the locked room while the newcomer waited
 
 
 # After these a client must not rejoin by itself: it would be refused again (full, banned, the wrong key) or
@@ -55,6 +64,7 @@ class CloseCode(IntEnum):
 STAY_AWAY = frozenset({
     CloseCode.TRY_AGAIN_LATER, CloseCode.KICKED, CloseCode.BANNED,
     CloseCode.KEY_MISSING, CloseCode.KEY_MISMATCH, CloseCode.NOT_ENCRYPTED,
+    CloseCode.REMOVED, CloseCode.DECLINED, CloseCode.LOBBY_TIMEOUT, CloseCode.LOBBY_CLOSED,
 })
 
 

@@ -24,6 +24,9 @@ def snapshot(rooms: RoomManager) -> list[dict[str, Any]]:
             # Past ten people: each hears only the loudest few.
             "selective": room.selection is not None,
             "peers": [_peer(room, p) for p in room.peers.values()],
+            "host": room.hosting.host,
+            "locked": room.hosting.locked,
+            "lobby": [{"id": k.id, "name": k.name, "ip": k.ip, "since": k.since} for k in room.hosting.lobby.values()],
         }
         for room in rooms.rooms.values()
     ]

@@ -18,13 +18,14 @@ import orjson
 from aiohttp import web
 
 from ghosttalk.config import Config
-from ghosttalk.contract import Chat, ChatFrom, CloseCode, SignalingError, wire
+from ghosttalk.contract import Chat, ChatFrom, CloseCode, Host, Lobby, PeerInfo, SignalingError, wire
 from ghosttalk.media.negotiation import Joining
 from ghosttalk.media.peer import MediaHooks, PeerMedia
 from ghosttalk.media.plane import MediaPlane
 from ghosttalk.media.selection import RoomSelection, selects_loudest
 from ghosttalk.ops.eventlog import EventLog
 from ghosttalk.ops.metrics import Metrics
+from ghosttalk.server.hosting import Hosting
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +102,31 @@ class Room:
     # Per room, because a join sets off re-offers in its own room only, and so that people joining (or
     # never finishing a join) elsewhere cannot slow this room's renegotiations.
     joining: Joining = field(default_factory=Joining)
+    # Its host, whether it is locked, and who waits to be let in (server.hosting, server.host_actions).
+    hosting: Hosting = field(default_factory=Hosting)
 
     def broadcast(self, message: dict[str, Any], *, exclude: Peer | None = None) -> None:
         for peer in list(self.peers.values()):
             if peer is not exclude:
                 peer.send(message)
+
+    def announce_host(self) -> None:
+        """Tell the room who its host is now; the host's own message carries its token, and in a locked room
+        (or one with people still waiting) the lobby that comes with the role."""
+        host = self.peers.get(self.hosting.host or "")
+        if host is None:
+            return
+        self.broadcast(wire(Host(host.id)), exclude=host)
+        host.send(wire(Host(host.id, self.hosting.token)))
+        if self.hosting.locked or self.hosting.lobby:
+            self.send_lobby()
+
+    def send_lobby(self) -> None:
+        """The lobby as it is now, to the host."""
+        host = self.peers.get(self.hosting.host or "")
+        if host is not None:
+            waiting = tuple(PeerInfo(knock.id, knock.name, False) for knock in self.hosting.lobby.values())
+            host.send(wire(Lobby(waiting)))
 
 
 class RoomManager:
@@ -128,6 +149,8 @@ class RoomManager:
         if self._closing:
             return
         self._closing = True
+        for room in self.rooms.values():
+            room.hosting.settle_all(CloseCode.GOING_AWAY)  # those waiting come back to wherever it restarts
         for peer in list(self.peers.values()):
             peer.send({"type": "error", "message": reason})
             peer.disconnect(reason, CloseCode.GOING_AWAY)
@@ -155,10 +178,12 @@ class RoomManager:
 
     def join(
         self, room_id: str, name: str, ip: str, disconnect: Callable[[str, CloseCode], None],
-        key_check: str | None = None,
+        key_check: str | None = None, *, peer_id: str | None = None,
     ) -> Peer:
         """Create the person and their connection, tell the room. Raises :class:`JoinRefused`. ``key_check``
         is the join's key-check value (None: a plain join); the room's first joiner fixes which it takes.
+        ``peer_id``: someone the host let in from the lobby (server.host_actions), who keeps the id they
+        waited under; anyone else gets a new one, and a locked room turns them away (they knock first).
 
         Every refusal is decided before anything exists, so a refused join leaves no room behind; a member
         whose connection is on its way out cannot make the join fail; and should the wiring fail halfway, it
@@ -170,10 +195,12 @@ class RoomManager:
             raise refusal
         if room is not None and len(room.peers) >= self.config.max_room_peers:
             raise JoinRefused("Room full")
+        if room is not None and room.hosting.locked and peer_id is None:
+            raise JoinRefused("the room is locked: wait in its lobby", CloseCode.POLICY)
         if len(self.peers) >= self.config.max_peers:
             raise JoinRefused("Server full")
 
-        peer_id = secrets.token_hex(8)
+        peer_id = peer_id or secrets.token_hex(8)
         peer: Peer
         hooks = MediaHooks(
             send=lambda message: peer.send(message),
@@ -216,8 +243,15 @@ class RoomManager:
         self.peers[peer_id] = peer
         media.start()
 
+        # The first person in (or the first into a room that emptied and waits for its grace to end) hosts it.
+        new_host = room.hosting.host is None
+        if new_host:
+            room.hosting.appoint(peer_id)
         peers = [p.info() for p in room.peers.values()]
-        peer.send({"type": "room_state", "self_id": peer_id, "peers": peers, "receive_lines": receive_lines_for(media)})
+        peer.send({"type": "room_state", "self_id": peer_id, "peers": peers, "receive_lines": receive_lines_for(media),
+                   "host": room.hosting.host, "locked": room.hosting.locked})
+        if new_host:
+            peer.send(wire(Host(peer_id, room.hosting.token)))
         room.broadcast({"type": "peer_join", "peer": peer.info()}, exclude=peer)
         self.metrics.joins.inc()
         self.events.emit("USER_JOIN", room=room_id, peer=peer_id, ip=ip, name=name)
@@ -271,6 +305,13 @@ class RoomManager:
                     self._hear_everyone(room, selection)
             if not self._closing:  # at shutdown everyone has been told already
                 room.broadcast({"type": "peer_leave", "peer_id": peer.id})
+                # The one present longest takes over (dicts keep the order people joined in).
+                if room.hosting.departed(peer.id, next(iter(room.peers), None)):
+                    room.announce_host()
+                if not room.peers:
+                    # Nobody left to let anyone in: the lobby closes and the lock goes with the room.
+                    room.hosting.settle_all(CloseCode.LOBBY_CLOSED)
+                    room.hosting.locked = False
         self.metrics.leaves.inc()
         self.events.emit("USER_LEAVE", room=peer.room_id, peer=peer.id, ip=peer.ip, reason=reason)
         if room is not None and not room.peers:
@@ -318,9 +359,9 @@ class RoomManager:
         if peer.id not in self.peers:
             return
         logger.info("peer %s removed: %s", peer.id, reason)
-        self._remove(peer, reason, CloseCode.CONNECTION_LOST)
+        self.remove(peer, reason, CloseCode.CONNECTION_LOST)
 
-    def _remove(self, peer: Peer, reason: str, code: CloseCode) -> None:
+    def remove(self, peer: Peer, reason: str, code: CloseCode) -> None:
         """The server ends ``peer``'s session: the reason to the client, then out of the room now, not when a
         task gets to run (a join meanwhile must not wire it up); its connection closes in the background."""
         peer.send({"type": "error", "message": reason})
@@ -338,13 +379,18 @@ class RoomManager:
         if peer.id not in self.peers:
             return
         self.events.emit("LIMIT_EXCEEDED", level="warning", room=peer.room_id, peer=peer.id, ip=peer.ip, limit=limit)
-        self._remove(peer, f"limit exceeded: {limit}", CloseCode.POLICY)
+        self.remove(peer, f"limit exceeded: {limit}", CloseCode.POLICY)
 
     # What operators do (admin panel).
 
     async def kick(self, peer_id: str, reason: str, code: CloseCode = CloseCode.KICKED) -> bool:
+        """End ``peer_id``'s session, or turn them away if they are waiting in a lobby."""
         peer = self.peers.get(peer_id)
         if peer is None:
+            for room in self.rooms.values():
+                if room.hosting.settle(peer_id, code) is not None:
+                    room.send_lobby()
+                    return True
             return False
         peer.send({"type": "error", "message": reason})
         peer.disconnect(reason, code)
@@ -353,9 +399,10 @@ class RoomManager:
 
     async def disconnect_where(self, predicate: Callable[[str], bool], reason: str) -> int:
         """Ban enforcement: end every session whose client address matches."""
-        matched = [peer for peer in self.peers.values() if predicate(peer.ip)]
-        for peer in matched:
-            await self.kick(peer.id, reason, CloseCode.BANNED)
+        matched = [peer.id for peer in self.peers.values() if predicate(peer.ip)]
+        matched += [k.id for room in self.rooms.values() for k in room.hosting.lobby.values() if predicate(k.ip)]
+        for peer_id in matched:
+            await self.kick(peer_id, reason, CloseCode.BANNED)
         return len(matched)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -22,10 +23,14 @@ from ghosttalk.contract import (
     Answer,
     Candidate,
     Chat,
+    ClaimHost,
     ClientMessage,
     CloseCode,
     ErrorMessage,
     Heartbeat,
+    HostAction,
+    LobbyWait,
+    Lock,
     MessageRefused,
     Mute,
     Offer,
@@ -41,6 +46,8 @@ from ghosttalk.ops.eventlog import EVENTS, EventLog
 from ghosttalk.ops.limits import KeyedRateLimiter, TokenBucket
 from ghosttalk.ops.metrics import METRICS, Metrics
 from ghosttalk.ops.netaddr import client_ip, limit_key, origin_allowed
+from ghosttalk.server import host_actions
+from ghosttalk.server.hosting import Knock
 from ghosttalk.server.lifecycle import CONFIG, SHUTTING_DOWN
 from ghosttalk.server.rooms import ROOMS, JoinRefused, Peer, RoomManager
 
@@ -143,6 +150,7 @@ class SignalingSession:
         self._messages = TokenBucket(config.message_rate, config.message_burst)
         self._offers = TokenBucket(config.offers_per_minute / 60, config.offers_per_minute)
         self._chat = TokenBucket(CHAT_PER_SECOND, CHAT_BURST)
+        self._lobby_wait = config.lobby_wait_seconds
         self._close_reason: str | None = None
         self._close_code = CloseCode.POLICY
         self._closed = asyncio.Event()
@@ -155,11 +163,14 @@ class SignalingSession:
 
     async def run(self, room_id: str, name: str, ip: str, key_check: str | None = None) -> None:
         try:
-            peer = self.rooms.join(room_id, name, ip, self.disconnect, key_check)
+            waiting = host_actions.knock(self.rooms, room_id, name, ip, key_check)
+            if waiting is not None and not await self._wait_in_lobby(room_id, waiting):
+                return
+            peer_id = None if waiting is None else waiting.id
+            peer = self.rooms.join(room_id, name, ip, self.disconnect, key_check, peer_id=peer_id)
         except JoinRefused as exc:
             self._metrics.signaling_errors.labels(kind=f"refused_{exc.code.name.lower()}").inc()
-            await self.ws.send_str(orjson.dumps(wire(ErrorMessage(str(exc)))).decode())
-            await self.ws.close(code=exc.code, message=str(exc).encode())
+            await self._close_with(ErrorMessage(str(exc)), exc.code)
             return
         writer = asyncio.create_task(self._write(peer))
         reader = asyncio.create_task(self._read(peer))
@@ -180,6 +191,49 @@ class SignalingSession:
             if not self.ws.closed:
                 code = self._close_code if self._close_reason else WSCloseCode.OK
                 await self.ws.close(code=code, message=reason.encode()[:120])
+
+    async def _close_with(self, message: ErrorMessage, code: int) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(orjson.dumps(wire(message)).decode())
+            await self.ws.close(code=code, message=message.message.encode()[:120])
+
+    async def _wait_in_lobby(self, room_id: str, waiting: Knock) -> bool:
+        """A locked room: wait until the host lets this person in (True), or turns them away, nobody does
+        within ``--lobby-wait``, or they give up (False, the socket closed)."""
+        await self.ws.send_str(orjson.dumps(wire(LobbyWait())).decode())
+        reader = asyncio.create_task(self._read_while_waiting())
+        closer = asyncio.create_task(self._closed.wait())
+        try:
+            watched: list[asyncio.Future[Any]] = [waiting.decision, reader, closer]
+            done, _ = await asyncio.wait(watched, timeout=self._lobby_wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, closer):
+                task.cancel()
+            await asyncio.gather(reader, closer, return_exceptions=True)
+        if waiting.decision.done():
+            code = waiting.decision.result()
+            if code is None:
+                return True
+        elif done:
+            # The person went away, or sent more than the message rate allows.
+            host_actions.withdraw(self.rooms, room_id, waiting)
+            await self._close_with(ErrorMessage(self._close_reason or "left"), self._close_code)
+            return False
+        else:
+            code = CloseCode.LOBBY_TIMEOUT
+            host_actions.withdraw(self.rooms, room_id, waiting)
+        await self._close_with(host_actions.turned_away(code), code)
+        return False
+
+    async def _read_while_waiting(self) -> None:
+        """Frames from someone in the lobby count against the rate and are otherwise ignored: there is nothing
+        to negotiate before they are in. Returns when the socket closes or the rate is exceeded."""
+        async for message in self.ws:
+            if message.type == WSMsgType.ERROR:
+                return
+            if not self._messages.take():
+                self.disconnect("limit exceeded: message_rate", CloseCode.POLICY)
+                return
 
     async def _write(self, peer: Peer) -> None:
         # Frames go out as text: the payload is UTF-8 JSON, which orjson already produced as bytes.
@@ -264,3 +318,9 @@ class SignalingSession:
                     self._reject(peer, "limit_chat", "too many chat messages; wait a moment")
                     return
                 self.rooms.chat(peer, message)
+            case HostAction():
+                host_actions.act(self.rooms, peer, message)
+            case Lock():
+                host_actions.lock(self.rooms, peer, message)
+            case ClaimHost(token=token):
+                host_actions.claim(self.rooms, peer, token)
