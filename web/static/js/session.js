@@ -4,6 +4,7 @@
 import { CLOSE, MAX_RECEIVE_LINES, MSG, STAY_AWAY } from './contract.js';
 import { Emitter } from './events.js';
 import { fetchIceServers } from './ice-servers.js';
+import { RoomHosting } from './hosting.js';
 import { ForwardingLines, isLine } from './lines.js';
 import { PeerLink } from './peer.js';
 import { Signaling } from './signaling.js';
@@ -95,6 +96,8 @@ export class RoomSession extends Emitter {
     this.attempt = 0;
     this.retryTimer = 0;
     this.lines = new ForwardingLines(engine, () => this.selfId);
+    // The room's host, lock and lobby; its messages go out on whichever socket is current.
+    this.hosting = new RoomHosting(room, (message) => this.sig?.send(message));
     engine.on('sendtrack', ({ track }) => {
       if (this.link) this.link.setTrack(track);
     });
@@ -189,6 +192,7 @@ export class RoomSession extends Emitter {
         this.emit('problem', { message: typeof message.message === 'string' ? message.message : '' });
         break;
       default:
+        this.hosting.onMessage(message);
         break;
     }
   }
@@ -207,6 +211,7 @@ export class RoomSession extends Emitter {
     const self = this.peers.get(this.selfId) || { id: this.selfId, name: this.name, muted: false };
     self.muted = this.muted;
     this.peers.set(this.selfId, self);
+    this.hosting.welcome(this.selfId, message.host, message.locked);
     // A rejoin after a drop keeps the mute the person chose.
     if (this.muted) sig.send({ type: MSG.MUTE, muted: true });
     // A server that does not say how many lines to offer gets the voice alone, and adds the rest by offering.
