@@ -89,7 +89,8 @@ async def test_a_candidate_before_the_offer_waits_for_it(shared_server: ServerPr
                 seen.append(data["type"])
                 if data["type"] == "offer":  # the server's own offer follows its answer
                     break
-        assert seen == ["room_state", "answer", "offer"]
+        # Nothing but the welcome (with the new room's host role), then the answer: no error for the candidate.
+        assert seen == ["room_state", "host", "answer", "offer"]
     finally:
         await pc.close()
 
