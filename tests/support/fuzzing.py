@@ -142,6 +142,16 @@ def message_strategy(sdps: list[str]) -> st.SearchStrategy[Frame]:
         st.fixed_dictionaries({"type": st.just("mute")}, optional={"muted": st.booleans() | JSON_VALUES}),
         st.fixed_dictionaries({"type": st.just("heartbeat")}, optional={"ts": JSON_VALUES}),
         st.fixed_dictionaries({"type": st.just("chat")}, optional={"text": chat_text, "sealed": sealed}),
+        # A host's messages, from anyone: ids nobody has, tokens nobody was given. Never a real lock (it would
+        # send the scene's other sockets to the lobby, which tests/test_hosts.py covers).
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["remove", "ask_mute", "hand_over", "admit", "decline"])},
+            optional={"peer_id": st.text(max_size=40) | st.from_regex(r"[0-9a-f]{16}", fullmatch=True) | JSON_VALUES},
+        ),
+        st.fixed_dictionaries(
+            {"type": st.just("lock")}, optional={"locked": JSON_VALUES.filter(lambda v: v is not True)}
+        ),
+        st.fixed_dictionaries({"type": st.just("claim_host")}, optional={"token": st.text(max_size=30) | JSON_VALUES}),
         st.fixed_dictionaries(
             {"type": st.sampled_from(TYPES) | st.text(max_size=12) | JSON_VALUES},
             optional={"sdp": sdp, "candidate": candidate, "muted": JSON_VALUES, "ts": JSON_VALUES,
