@@ -104,7 +104,9 @@ def test_old_frames_replayed_are_dropped_late_ones_are_not() -> None:
     assert opener.open(frames[-1]) is not None
     assert opener.open(frames[-5]) is not None  # reordered in the network: still played
     assert opener.open(frames[0]) is None  # far behind: a replay
-    assert opener.replayed == 1
+    assert opener.open(frames[-5]) is None  # opened already: a replay too
+    assert opener.open(frames[-6]) is not None
+    assert opener.replayed == 2
 
 
 def test_garbage_is_counted_not_raised() -> None:

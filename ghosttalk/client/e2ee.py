@@ -29,8 +29,10 @@ PEER_ID_BYTES = 8
 FRAME_HEADER_BYTES = 1 + PEER_ID_BYTES + 4 + 4
 TAG_BYTES = 16
 CHAT_IV_BYTES = 12
-# A frame this far behind the highest counter decrypted for its sender is a replay, not a late arrival.
+# A frame this far behind the highest counter decrypted for its sender is a replay, not a late arrival; within
+# that window, a counter already opened is one too. The ring that remembers them holds a little more.
 REPLAY_WINDOW = 250
+REPLAY_RING = 256
 # Senders whose keys a receiver keeps at once: a full room, and then some for people who left.
 KEPT_SENDERS = 128
 
@@ -143,14 +145,30 @@ class VoiceSealer:
         return header + self._key.encrypt(bytes(4) + header[1 + PEER_ID_BYTES :], frame, header)
 
 
+class ReplayWindow:
+    """The counters opened on one sender's connection (one salt): the highest, and which of the last
+    REPLAY_WINDOW before it, in a ring indexed by counter (each slot holds the counter last opened there)."""
+
+    def __init__(self) -> None:
+        self.highest = -1
+        self._ring = [-1] * REPLAY_RING
+
+    def replayed(self, counter: int) -> bool:
+        return counter + REPLAY_WINDOW < self.highest or self._ring[counter % REPLAY_RING] == counter
+
+    def opened(self, counter: int) -> None:
+        self._ring[counter % REPLAY_RING] = counter
+        self.highest = max(self.highest, counter)
+
+
 class VoiceOpener:
     """Opens any sender's voice frames in one room: the key comes from the peer id in each frame."""
 
     def __init__(self, room: str, secret: str) -> None:
         self._secret = RoomSecret.parse(room, secret)
         self._keys: OrderedDict[bytes, AESGCM] = OrderedDict()
-        # (sender, salt) -> the highest counter decrypted under it.
-        self._highest: OrderedDict[bytes, int] = OrderedDict()
+        # (sender, salt) -> the counters opened under it.
+        self._windows: OrderedDict[bytes, ReplayWindow] = OrderedDict()
         self.failed = 0
         self.replayed = 0
 
@@ -162,8 +180,8 @@ class VoiceOpener:
         header = frame[:FRAME_HEADER_BYTES]
         stream = header[1 : 1 + PEER_ID_BYTES + 4]  # sender and salt
         counter = int.from_bytes(header[-4:], "big")
-        highest = self._highest.get(stream)
-        if highest is not None and counter + REPLAY_WINDOW < highest:
+        window = self._windows.get(stream)
+        if window is not None and window.replayed(counter):
             self.replayed += 1
             return None
         try:
@@ -173,10 +191,13 @@ class VoiceOpener:
         except InvalidTag:
             self.failed += 1
             return None
-        self._highest[stream] = counter if highest is None else max(highest, counter)
-        self._highest.move_to_end(stream)
-        while len(self._highest) > KEPT_SENDERS:
-            self._highest.popitem(last=False)
+        # Only a frame that opened is remembered: a forged counter cannot push real frames out of the window.
+        if window is None:
+            window = self._windows[stream] = ReplayWindow()
+        window.opened(counter)
+        self._windows.move_to_end(stream)
+        while len(self._windows) > KEPT_SENDERS:
+            self._windows.popitem(last=False)
         return plain
 
     def _key(self, sender: bytes) -> AESGCM:

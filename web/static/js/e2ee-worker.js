@@ -5,7 +5,7 @@
 // another forwarding line is still recognised. It gets frames either way the browser offers them:
 // RTCRtpScriptTransform fires `rtctransform` here; Chromium's createEncodedStreams() posts the two streams.
 
-import { VoiceKeys, VoiceOpener, VoiceSealer } from './e2ee.js';
+import { VoiceKeys, VoiceOpener, VoiceSealer } from './voice-frames.js';
 
 /** @typedef {import('./e2ee.js').TransformOptions} TransformOptions */
 /** @typedef {import('./e2ee.js').CryptoStats} CryptoStats */
