@@ -11,6 +11,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 from tests.conftest import RELAXED_LIMITS
 from tests.support.browser.chromium import launch
 from tests.support.browser.probes import write_tone
+from tests.support.headless import HeadlessPeople
 from tests.support.server import ServerProcess
 
 # One tone per person, far enough apart that an FFT peak names the speaker without doubt.
@@ -48,3 +49,10 @@ def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def headless(server: ServerProcess) -> Iterator[HeadlessPeople]:
+    """Headless participants for ``server`` (cheaper than a page each when only the server's view matters)."""
+    with HeadlessPeople(server.url).running() as people:
+        yield people

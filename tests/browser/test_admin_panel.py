@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
 
+from ghosttalk.client.e2ee import new_secret
+from ghosttalk.client.participant import ClientOptions, JoinError
+from ghosttalk.contract import MessageType
 from tests.support.browser.chromium import Person, join, launch
 from tests.support.eventually import eventually_sync
+from tests.support.headless import HeadlessPeople
+from tests.support.probes import levels_read
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -48,6 +54,10 @@ def panel(browser: Browser, server: ServerProcess) -> Iterator[tuple[Page, list[
 
 def row(page: Page, name: str) -> str:
     return f"#rooms article[data-room='{ROOM}'] tr:has(td.name:text-is('{name}'))"
+
+
+def waiting_row(name: str) -> str:
+    return f"#rooms article[data-room='{ROOM}'] .lobby tr[data-waiting]:has(td.name:text-is('{name}'))"
 
 
 def bans_shown(page: Page) -> list[str]:
@@ -217,6 +227,167 @@ def test_the_login_form_needs_no_key_in_any_address(browser: Browser, server: Se
         assert page.is_visible("#panel") and page.is_hidden("#login")
         assert page.url == f"{server.url}/admin"
         assert all(server.admin_key not in url for url in urls)
+    finally:
+        context.close()
+
+
+def mic_shown(page: Page, name: str) -> str | None:
+    return page.text_content(f"{row(page, name)} td:nth-child(4)")
+
+
+def test_the_mic_column_says_muted_or_mic_on_never_speaking(
+    server: ServerProcess, panel: tuple[Page, list[str]], headless: HeadlessPeople
+) -> None:
+    """The server knows who is muted, not who is speaking this moment: the column says no more than that."""
+    page, errors = panel
+    headless.join(ROOM, "Ann")
+    bob = headless.join(ROOM, "Bob")
+    headless.mute(bob, True)
+    eventually_sync(lambda: mic_shown(page, "Bob"), 10, what="Bob shown muted", until=lambda text: text == "Muted")
+    assert mic_shown(page, "Ann") == "Mic on"
+    headless.mute(bob, False)
+    eventually_sync(lambda: mic_shown(page, "Bob"), 10, what="Bob shown unmuted", until=lambda text: text == "Mic on")
+    assert "speaking" not in page.inner_text("#rooms").lower()
+    assert errors == [], errors
+
+
+def test_someone_talking_does_not_redraw_the_buttons_under_the_pointer(
+    server: ServerProcess, panel: tuple[Page, list[str]], headless: HeadlessPeople
+) -> None:
+    """The rooms API counts each audio level it reads; those counters must not replace the table every poll,
+    or a click that falls on a redraw (mouse down on one button, up on its replacement) is lost."""
+    page, errors = panel
+    ann = headless.join(ROOM, "Ann")
+    kick = f"{row(page, 'Ann')} button[data-action='kick']"
+    page.wait_for_selector(kick, timeout=10_000)
+    page.eval_on_selector(kick, "node => node.setAttribute('data-kept', '')")
+    before = levels_read(server, ROOM)
+    headless.speak(ann, 2.5)
+    # A poll after the last packet: the table it gets differs from the one the button came with in the counts.
+    page.wait_for_event("response", lambda response: "action=rooms" in response.url, timeout=10_000)
+    assert levels_read(server, ROOM) > before, "the server read the levels"
+    assert page.locator(f"{kick}[data-kept]").count() == 1, "the row was drawn again"
+    assert errors == [], errors
+
+
+def test_a_room_header_says_whether_the_room_is_end_to_end_encrypted(
+    server: ServerProcess, panel: tuple[Page, list[str]], headless: HeadlessPeople
+) -> None:
+    page, errors = panel
+    headless.join("sealed-room", "Ann", ClientOptions(secret=new_secret()))
+    headless.join("plain-room", "Bob")
+    sealed, plain = "#rooms article[data-room='sealed-room'] h3", "#rooms article[data-room='plain-room'] h3"
+    page.wait_for_selector(f"{sealed}:has-text('End-to-end encrypted')", timeout=10_000)
+    page.wait_for_selector(f"{plain}:has-text('Not encrypted')", timeout=10_000)
+    assert "Not encrypted" not in page.inner_text(sealed)
+    assert "End-to-end" not in page.inner_text(plain)
+    assert errors == [], errors
+
+
+def test_kick_and_ban_are_on_screen_on_a_phone(
+    browser: Browser, server: ServerProcess, headless: HeadlessPeople
+) -> None:
+    """At 390 px every person's buttons are within the screen, with nothing to scroll sideways."""
+    headless.join(ROOM, "WWWWWWWWWWWW")
+    headless.join(ROOM, "安静的猫")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/admin#key={server.admin_key}")
+        page.wait_for_selector(f"{row(page, '安静的猫')}", timeout=10_000)
+        page.wait_for_selector(f"{row(page, 'WWWWWWWWWWWW')}", timeout=10_000)
+        buttons = page.locator("#rooms tr[data-peer] button")
+        assert buttons.count() == 6  # Kick, Ban address and Ban /24 for each
+        for index in range(buttons.count()):
+            box = buttons.nth(index).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (index, box)
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+        page.click(f"{row(page, '安静的猫')} button[data-action='kick']")
+        page.wait_for_selector(row(page, "安静的猫"), state="detached", timeout=10_000)
+
+        # A wide screen keeps the table: one line per person under the column names.
+        page.set_viewport_size({"width": 1280, "height": 900})
+        assert page.is_visible("#rooms thead th:text-is('Mic')")
+        name, kick = (page.locator(row(page, "WWWWWWWWWWWW")).locator(part) for part in ("td.name", "button"))
+        name_box, kick_box = name.bounding_box(), kick.first.bounding_box()
+        assert name_box is not None and kick_box is not None
+        assert abs(name_box["y"] - kick_box["y"]) < name_box["height"], (name_box, kick_box)
+    finally:
+        context.close()
+
+
+def test_the_panel_shows_the_host_the_lock_and_who_waits_and_kick_turns_a_waiting_person_away(
+    server: ServerProcess, panel: tuple[Page, list[str]], headless: HeadlessPeople
+) -> None:
+    page, errors = panel
+    room = f"#rooms article[data-room='{ROOM}']"
+    ann = headless.join(ROOM, "Ann")
+    bob = headless.join(ROOM, "Bob")
+    # The first in hosts: a crown and the word, which is what a screen reader reads, on her row alone.
+    page.wait_for_selector(f"{row(page, 'Ann')} td.name .host-mark:text-is('Host')", timeout=10_000)
+    page.wait_for_selector(row(page, "Bob"))
+    assert page.locator(f"{room} .host-mark").count() == 1
+    assert page.get_attribute(f"{row(page, 'Ann')} .crown", "aria-hidden") == "true"
+    assert page.get_by_role("cell", name="Ann Host", exact=True).count() == 1
+    assert page.locator(f"{room} h3 .badge.locked").count() == 0 and page.locator(f"{room} .lobby").count() == 0
+
+    # Only the host changes: the panel draws it all the same.
+    headless.run(ann.host_action(MessageType.HAND_OVER, bob.self_id or ""))
+    page.wait_for_selector(f"{row(page, 'Bob')} .host-mark", timeout=10_000)
+    assert page.locator(f"{room} .host-mark").count() == 1
+
+    headless.lock(bob, True)
+    page.wait_for_selector(f"{room} h3 .badge.locked:text-is('Locked')", timeout=10_000)
+    _, dan_joins = headless.knock(ROOM, "Dan")
+    page.wait_for_selector(waiting_row("Dan"), timeout=10_000)
+    assert page.inner_text(f"{room} .lobby h4") == "Waiting in the lobby"
+    assert page.text_content(f"{waiting_row('Dan')} td.mono") == "127.0.0.1"
+    assert page.locator(f"{room} tr[data-peer]").count() == 2, "a waiting person is not in the room"
+    buttons = page.locator(f"{waiting_row('Dan')} button").all_inner_texts()
+    assert buttons == ["Kick", "Ban address", "Ban /24"]
+
+    # How long Dan has waited stays true between redraws, written in place: the buttons are not replaced.
+    waited = f"{waiting_row('Dan')} td:nth-child(3)"
+    first = page.text_content(waited) or ""
+    assert re.fullmatch(r"(\d+m )?\d+s", first), first
+    kick = f"{waiting_row('Dan')} button[data-action='kick']"
+    page.eval_on_selector(kick, "node => node.setAttribute('data-kept', '')")
+    eventually_sync(lambda: page.text_content(waited), 10, what="the wait counts up", until=lambda text: text != first)
+    assert page.locator(f"{kick}[data-kept]").count() == 1
+
+    dan_id = page.get_attribute(waiting_row("Dan"), "data-waiting")
+    page.click(kick)
+    page.wait_for_selector(f"#message:text-is('Kicked {dan_id}.')")
+    with pytest.raises(JoinError, match="removed by the operator"):
+        dan_joins.result(timeout=10)
+    page.wait_for_selector(f"{room} .lobby", state="detached", timeout=10_000)
+    eventually_sync(lambda: bob.lobby, 10, what="the host's lobby empties", until=lambda lobby: lobby == {})
+    assert page.locator(f"{room} tr[data-peer]").count() == 2
+    assert errors == [], errors
+
+
+def test_a_waiting_persons_buttons_are_on_screen_on_a_phone(
+    browser: Browser, server: ServerProcess, headless: HeadlessPeople
+) -> None:
+    ann = headless.join(ROOM, "Ann")
+    headless.lock(ann, True)
+    _, joins = headless.knock(ROOM, "WWWWWWWWWWWW")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/admin#key={server.admin_key}")
+        page.wait_for_selector(waiting_row("WWWWWWWWWWWW"), timeout=10_000)
+        buttons = page.locator(f"{waiting_row('WWWWWWWWWWWW')} button")
+        assert buttons.count() == 3
+        for index in range(buttons.count()):
+            buttons.nth(index).scroll_into_view_if_needed()
+            box = buttons.nth(index).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (index, box)
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+        page.tap(f"{waiting_row('WWWWWWWWWWWW')} button[data-action='kick']")
+        page.wait_for_selector(waiting_row("WWWWWWWWWWWW"), state="detached", timeout=10_000)
+        with pytest.raises(JoinError, match="removed by the operator"):
+            joins.result(timeout=10)
     finally:
         context.close()
 

@@ -1,42 +1,15 @@
 // @ts-check
-// The operator panel: polls the /admin JSON API and offers ban, unban and kick.
-// Every value from the server is written with textContent: nicknames and rooms are chosen by strangers.
+// The operator panel: polls the /admin JSON API and offers ban, unban and kick, in the language the other
+// pages use (admin-view.js draws what the API answers).
 
-import { AdminApi, ApiError, storedKey, storeKey, takeKeyFromAddress } from "./admin-api.js";
-import { byId, el } from "./dom.js";
+import { AdminApi, ApiError, storedKey, storeKey, takeKeyFromAddress } from './admin-api.js';
+import { clock, renderBans, renderEvents, renderRooms, renderStats, shownOf, tickDurations } from './admin-view.js';
+import { byId } from './dom.js';
+import { bindLanguageSelect, onLanguageChange, setText } from './i18n.js';
 
-// The /admin API's answers, as far as the panel reads them.
-/**
- * @typedef {object} AdminPeer
- * @property {string} id
- * @property {string} name
- * @property {string} ip
- * @property {boolean} muted
- * @property {string | null} candidate_type
- * @property {number} joined_at unix seconds
- */
-/** @typedef {{ room: string, created_at: number, peers: AdminPeer[] }} AdminRoom */
-/**
- * @typedef {object} Stats
- * @property {number} rooms
- * @property {number} users
- * @property {number} bans
- * @property {number} uptime seconds
- * @property {string} version
- * @property {string} commit
- * @property {Record<string, number>} [candidate_types] how many people connected each way
- * @property {boolean} [shutting_down]
- */
-/**
- * @typedef {object} LogEvent
- * @property {string} ts ISO 8601
- * @property {string} level
- * @property {string} event
- * @property {string | null} room
- * @property {string | null} peer
- * @property {string | null} ip
- * @property {Record<string, unknown> | null} details
- */
+/** @typedef {import('./admin-view.js').AdminRoom} AdminRoom */
+/** @typedef {import('./admin-view.js').Stats} Stats */
+/** @typedef {import('./admin-view.js').LogEvent} LogEvent */
 
 const POLL_MS = 2000;
 const EVENTS_SHOWN = 200;
@@ -44,157 +17,6 @@ const EVENTS_SHOWN = 200;
 const $ = byId;
 
 const admin = new AdminApi(takeKeyFromAddress() ?? storedKey());
-
-/**
- * @param {string} label
- * @param {Record<string, string>} dataset
- * @param {string} [className]
- */
-function button(label, dataset, className) {
-  const node = el("button", label, className);
-  node.type = "button";
-  Object.assign(node.dataset, dataset);
-  return node;
-}
-
-/** @param {number} seconds */
-function duration(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
-  const parts = [];
-  const days = Math.floor(s / 86400);
-  const hours = Math.floor((s % 86400) / 3600);
-  const minutes = Math.floor((s % 3600) / 60);
-  if (days) parts.push(`${days}d`);
-  if (days || hours) parts.push(`${hours}h`);
-  if (days || hours || minutes) parts.push(`${minutes}m`);
-  parts.push(`${s % 60}s`);
-  return parts.join(" ");
-}
-
-/** @param {unknown} unixSeconds */
-function since(unixSeconds) {
-  return typeof unixSeconds === "number" ? duration(Date.now() / 1000 - unixSeconds) : "";
-}
-
-/** @param {string} iso */
-function clockTime(iso) {
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleTimeString();
-}
-
-/**
- * @param {string} text
- * @param {boolean} [isError]
- */
-function setMessage(text, isError = false) {
-  const node = $("message");
-  node.textContent = text;
-  node.classList.toggle("error", isError);
-}
-
-/** @param {Stats} stats */
-function renderStats(stats) {
-  const types = Object.entries(stats.candidate_types || {})
-    .map(([type, count]) => `${type} ${count}`)
-    .join(", ");
-  /** @type {[string, string | number][]} */
-  const rows = [
-    ["Rooms", stats.rooms],
-    ["People", stats.users],
-    ["Connections", types || "none"],
-    ["Bans", stats.bans],
-    ["Uptime", duration(stats.uptime)],
-    ["Version", `${stats.version} (${stats.commit})`],
-  ];
-  if (stats.shutting_down) rows.push(["State", "shutting down"]);
-  const list = $("stats");
-  list.replaceChildren();
-  for (const [name, value] of rows) {
-    const item = el("div");
-    item.append(el("dt", name), el("dd", value));
-    list.append(item);
-  }
-}
-
-/** @param {AdminPeer} peer */
-function peerRow(peer) {
-  const row = el("tr");
-  row.dataset.peer = peer.id;
-  row.append(
-    el("td", peer.name, "name"),
-    el("td", peer.id, "mono"),
-    el("td", peer.ip, "mono"),
-    el("td", peer.muted ? "muted" : "speaking"),
-    el("td", peer.candidate_type || "connecting"),
-    el("td", since(peer.joined_at)),
-  );
-  const actions = el("td", null, "actions");
-  actions.append(button("Kick", { action: "kick", peer: peer.id }));
-  if (peer.ip) {
-    actions.append(button("Ban address", { action: "ban", ip: peer.ip }, "danger"));
-    // One person holds a whole IPv6 /64 and can hop between its addresses; for IPv4 a /24 is the usual
-    // block of a provider's pool. The server masks the address to the network.
-    const prefix = peer.ip.includes(":") ? 64 : 24;
-    actions.append(button(`Ban /${prefix}`, { action: "ban", ip: `${peer.ip}/${prefix}` }, "danger"));
-  }
-  row.append(actions);
-  return row;
-}
-
-/** @param {AdminRoom[]} rooms */
-function renderRooms(rooms) {
-  $("rooms-empty").hidden = rooms.length > 0;
-  const container = $("rooms");
-  container.replaceChildren();
-  const sorted = [...rooms].sort((a, b) => a.room.localeCompare(b.room));
-  for (const room of sorted) {
-    const article = el("article", null, "room");
-    article.dataset.room = room.room;
-    const count = room.peers.length === 1 ? "1 person" : `${room.peers.length} people`;
-    article.append(el("h3", `${room.room} · ${count} · open ${since(room.created_at)}`));
-    const table = el("table", null, "peers");
-    const head = el("tr");
-    for (const title of ["Name", "Id", "Address", "Mic", "Connection", "Joined", ""]) head.append(el("th", title));
-    table.append(el("thead"), el("tbody"));
-    table.tHead?.append(head);
-    for (const peer of room.peers) table.tBodies[0].append(peerRow(peer));
-    article.append(table);
-    container.append(article);
-  }
-}
-
-/** @param {string[]} bans addresses and networks */
-function renderBans(bans) {
-  $("bans-empty").hidden = bans.length > 0;
-  const list = $("bans");
-  list.replaceChildren();
-  for (const entry of bans) {
-    const item = el("li");
-    item.dataset.entry = entry;
-    item.append(el("span", entry, "mono"), button("Unban", { action: "unban", ip: entry }));
-    list.append(item);
-  }
-}
-
-/** @param {LogEvent[]} events oldest first */
-function renderEvents(events) {
-  const body = $("events");
-  body.replaceChildren();
-  for (const event of [...events].reverse()) {
-    const row = el("tr", null, `level-${event.level}`);
-    const details = event.details && Object.keys(event.details).length ? JSON.stringify(event.details) : "";
-    row.append(
-      el("td", clockTime(event.ts)),
-      el("td", event.level),
-      el("td", event.event),
-      el("td", event.room),
-      el("td", event.peer, "mono"),
-      el("td", event.ip, "mono"),
-      el("td", details, "details"),
-    );
-    body.append(row);
-  }
-}
 
 // Redrawing only what changed keeps a button in place between the operator's mouse-down and mouse-up.
 /** @type {Map<string, string>} */
@@ -214,34 +36,60 @@ function draw(part, data, render) {
 
 let stopped = true;
 
+/** @typedef {{ stats: Stats, rooms: AdminRoom[], bans: string[], logs: LogEvent[] }} Answers */
+/** @type {Answers | null} what the panel shows, kept to draw it again in another language */
+let latest = null;
+
+/** @param {Answers} answers */
+function render(answers) {
+  // Uptime changes every poll; redraw the stats but not the tables unless their data moved. How long each
+  // person has been in or waited is written anew in place.
+  renderStats(answers.stats);
+  draw('rooms', shownOf(answers.rooms), renderRooms);
+  tickDurations();
+  draw('bans', answers.bans, renderBans);
+  draw('events', answers.logs, renderEvents);
+}
+
 async function refresh() {
   const answers = await Promise.all([
-    admin.call("stats"),
-    admin.call("rooms"),
-    admin.call("bans"),
-    admin.call("logs", { params: { n: String(EVENTS_SHOWN) } }),
+    admin.call('stats'),
+    admin.call('rooms'),
+    admin.call('bans'),
+    admin.call('logs', { params: { n: String(EVENTS_SHOWN) } }),
   ]);
   const [stats, rooms, bans, logs] = /** @type {[Stats, { rooms: AdminRoom[] }, { bans: string[] }, LogEvent[]]} */ (
     answers
   );
-  // Uptime changes every poll; redraw the stats but not the tables unless their data moved.
-  renderStats(stats);
-  draw("rooms", rooms.rooms, renderRooms);
-  draw("bans", bans.bans, renderBans);
-  draw("events", logs, renderEvents);
-  $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
-  $("status").classList.remove("error");
+  latest = { stats, rooms: rooms.rooms, bans: bans.bans, logs };
+  render(latest);
+  setText($('status'), 'admin_updated', { time: clock(new Date()) });
+  $('status').classList.remove('error');
 }
 
-/** @param {string} text */
-function showLogin(text) {
+/** @typedef {{ key: string, vars?: Record<string, unknown> }} Said a string to show, and its values */
+
+/** @param {Said | null} said what to tell on the form */
+function showLogin(said) {
   stopped = true;
-  $("panel").hidden = true;
-  $("login").hidden = false;
-  $("login-message").textContent = text;
-  $("status").textContent = "Not signed in";
-  $("status").classList.remove("error");
-  $("login-key").focus();
+  $('panel').hidden = true;
+  $('login').hidden = false;
+  const message = $('login-message');
+  if (said) setText(message, said.key, said.vars);
+  else message.textContent = '';
+  setText($('status'), 'admin_not_signed_in');
+  $('status').classList.remove('error');
+  $('login-key').focus();
+}
+
+/**
+ * @param {ApiError} error a 429 answer
+ * @returns {Said}
+ */
+function lockedOut(error) {
+  const seconds = Number(error.retryAfter);
+  if (Number.isFinite(seconds) && seconds > 0) return { key: 'admin_locked_out', vars: { seconds } };
+  return { key: 'admin_locked_out_later' };
 }
 
 /** @param {unknown} error */
@@ -249,15 +97,16 @@ function showFailure(error) {
   if (error instanceof ApiError && error.status === 401) {
     admin.key = null;
     storeKey(null);
-    showLogin("Wrong or missing admin key.");
+    showLogin({ key: 'admin_wrong_key' });
     return;
   }
-  const status = $("status");
-  status.classList.add("error");
+  const status = $('status');
+  status.classList.add('error');
   if (error instanceof ApiError && error.status === 429) {
-    status.textContent = `Locked out after too many wrong keys; try again in ${error.retryAfter || "a few"} s`;
+    const lockout = lockedOut(error);
+    setText(status, lockout.key, lockout.vars);
   } else {
-    status.textContent = `Cannot reach the server: ${messageOf(error)}`;
+    setText(status, 'admin_unreachable', { reason: messageOf(error) });
   }
 }
 
@@ -284,22 +133,22 @@ function schedulePoll() {
 // the few the server allows an address, not one per call that a refresh makes. Never rejects.
 async function start() {
   try {
-    await admin.call("bans");
+    await admin.call('bans');
     await refresh();
   } catch (error) {
     if (error instanceof ApiError && error.status === 429) {
-      showLogin(`Too many wrong keys from your address; try again in ${error.retryAfter || "a few"} s.`);
+      showLogin(lockedOut(error));
     } else if (error instanceof ApiError && error.status === 401) {
       if (admin.key) showFailure(error);
-      else showLogin(""); // no key here and no proxy adding one: ask for it
+      else showLogin(null); // no key here and no proxy adding one: ask for it
     } else {
-      showLogin(`Cannot reach the server: ${messageOf(error)}`);
+      showLogin({ key: 'admin_unreachable', vars: { reason: messageOf(error) } });
     }
     return;
   }
   storeKey(admin.key);
-  $("login").hidden = true;
-  $("panel").hidden = false;
+  $('login').hidden = true;
+  $('panel').hidden = false;
   stopped = false;
   schedulePoll();
 }
@@ -307,27 +156,33 @@ async function start() {
 /** @param {SubmitEvent} event */
 function onLoginSubmit(event) {
   event.preventDefault();
-  const input = $("login-key", HTMLInputElement);
+  const input = $('login-key', HTMLInputElement);
   if (!input.value) return;
   admin.key = input.value;
-  input.value = "";
+  input.value = '';
   void start();
 }
 
 /**
- * Runs an action and says how it went; never rejects.
+ * Runs an action and says how it went (through #message, which a language switch translates again); never
+ * rejects.
  * @param {string} action
  * @param {Record<string, string>} params
- * @param {(result: Record<string, unknown>) => string} done what to say when it worked
+ * @param {(result: Record<string, unknown>) => void} done says that it worked
  */
 async function act(action, params, done) {
+  const message = $('message');
   try {
-    const result = /** @type {Record<string, unknown>} */ (await admin.call(action, { method: "POST", params }));
-    setMessage(done(result));
+    const result = /** @type {Record<string, unknown>} */ (await admin.call(action, { method: 'POST', params }));
+    message.classList.remove('error');
+    done(result);
     await refresh();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) showFailure(error);
-    setMessage(messageOf(error), true);
+    message.classList.add('error');
+    // The server's reason (an address it could not read, say) is its own English text, quoted as it came.
+    if (error instanceof ApiError) setText(message, 'admin_refused', { reason: error.message });
+    else setText(message, 'admin_unreachable', { reason: messageOf(error) });
   }
 }
 
@@ -340,21 +195,25 @@ function messageOf(error) {
 }
 
 /** @param {unknown} value what the server answered, shown as it is */
-const said = (value) => (typeof value === "string" || typeof value === "number" ? String(value) : "");
+const said = (value) => (typeof value === 'string' || typeof value === 'number' ? String(value) : '');
 
 /** @type {Record<string, (data: DOMStringMap) => Promise<void>>} */
 const actions = {
-  kick: (data) => act("kick", { peer: data.peer ?? "" }, (r) => `Kicked ${said(r.kicked)}.`),
+  kick: (data) =>
+    act('kick', { peer: data.peer ?? '' }, (r) => setText($('message'), 'admin_kicked', { peer: said(r.kicked) })),
   ban: (data) =>
-    act("ban", { ip: data.ip ?? "" }, (r) => `Banned ${said(r.banned)}; ${said(r.disconnected)} connection(s) closed.`),
-  unban: (data) => act("unban", { ip: data.ip ?? "" }, (r) => `Unbanned ${said(r.unbanned)}.`),
+    act('ban', { ip: data.ip ?? '' }, (r) =>
+      setText($('message'), 'admin_banned', { ip: said(r.banned), count: said(r.disconnected) }),
+    ),
+  unban: (data) =>
+    act('unban', { ip: data.ip ?? '' }, (r) => setText($('message'), 'admin_unbanned', { ip: said(r.unbanned) })),
 };
 
 /** @param {MouseEvent} event */
 function onClick(event) {
-  const target = event.target instanceof Element ? event.target.closest("button[data-action]") : null;
+  const target = event.target instanceof Element ? event.target.closest('button[data-action]') : null;
   if (!(target instanceof HTMLButtonElement)) return;
-  const handler = Object.hasOwn(actions, target.dataset.action ?? "") ? actions[target.dataset.action ?? ""] : null;
+  const handler = Object.hasOwn(actions, target.dataset.action ?? '') ? actions[target.dataset.action ?? ''] : null;
   if (!handler) return;
   target.disabled = true;
   void handler(target.dataset).finally(() => {
@@ -365,25 +224,33 @@ function onClick(event) {
 /** @param {SubmitEvent} event */
 function onBanSubmit(event) {
   event.preventDefault();
-  const input = $("ban-ip", HTMLInputElement);
+  const input = $('ban-ip', HTMLInputElement);
   const ip = input.value.trim();
   if (!ip) return;
   void actions.ban({ ip }).then(() => {
-    if (!$("message").classList.contains("error")) input.value = "";
+    if (!$('message').classList.contains('error')) input.value = '';
   });
 }
 
-document.addEventListener("click", onClick);
-$("ban-form").addEventListener("submit", onBanSubmit);
-$("login-form").addEventListener("submit", onLoginSubmit);
+// The markup and the status lines follow a language switch by themselves (data-i18n); the tables are drawn
+// again from the last answers.
+onLanguageChange(() => {
+  lastDrawn.clear();
+  if (latest) render(latest);
+});
+
+document.addEventListener('click', onClick);
+$('ban-form').addEventListener('submit', onBanSubmit);
+$('login-form').addEventListener('submit', onLoginSubmit);
 // /admin#key=K pasted over an open panel changes only the fragment: the page is not loaded again.
-window.addEventListener("hashchange", () => {
+window.addEventListener('hashchange', () => {
   const found = takeKeyFromAddress();
   if (found === null) return;
   admin.key = found;
   void start();
 });
-document.addEventListener("visibilitychange", () => {
+document.addEventListener('visibilitychange', () => {
   if (!document.hidden && !stopped) refresh().catch(showFailure);
 });
-void start();
+// The language first, so that the panel's first words are already in it.
+void bindLanguageSelect($('lang-select', HTMLSelectElement)).then(start);

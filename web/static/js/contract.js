@@ -25,6 +25,10 @@ export const CLOSE = Object.freeze({
   KEY_MISSING: 4004,
   KEY_MISMATCH: 4005,
   NOT_ENCRYPTED: 4006,
+  REMOVED: 4007,
+  DECLINED: 4008,
+  LOBBY_TIMEOUT: 4009,
+  LOBBY_CLOSED: 4010,
 });
 
 /**
@@ -32,7 +36,7 @@ export const CLOSE = Object.freeze({
  * or undo an operator's decision (kicked). Any other close is worth another try after a backoff.
  * @type {readonly number[]}
  */
-export const STAY_AWAY = Object.freeze([1013, 4001, 4003, 4004, 4005, 4006]);
+export const STAY_AWAY = Object.freeze([1013, 4001, 4003, 4004, 4005, 4006, 4007, 4008, 4009, 4010]);
 
 /** The "type" of every signaling message, both ways. */
 export const MSG = Object.freeze({
@@ -49,6 +53,17 @@ export const MSG = Object.freeze({
   FORWARDING: 'forwarding',
   LEVELS: 'levels',
   CHAT: 'chat',
+  CLAIM_HOST: 'claim_host',
+  REMOVE: 'remove',
+  ASK_MUTE: 'ask_mute',
+  HAND_OVER: 'hand_over',
+  ADMIT: 'admit',
+  DECLINE: 'decline',
+  LOCK: 'lock',
+  HOST: 'host',
+  LOBBY: 'lobby',
+  LOBBY_WAIT: 'lobby_wait',
+  MUTE_REQUEST: 'mute_request',
 });
 
 /** The MediaStream id of a big room's forwarding line starts with this; `forwarding` says whom it carries. */

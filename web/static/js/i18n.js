@@ -105,3 +105,21 @@ export async function setLanguage(lang, { remember = false } = {}) {
 export function onLanguageChange(listener) {
   listeners.add(listener);
 }
+
+/**
+ * Shows the preferred language (English when it cannot load) and lets `select` switch it; a switch is
+ * remembered for every page.
+ * @param {HTMLSelectElement} select
+ */
+export async function bindLanguageSelect(select) {
+  try {
+    await setLanguage(preferredLanguage());
+  } catch {
+    // The markup already reads in English; English strings keep the dynamic messages readable too.
+    await setLanguage('en').catch(() => {});
+  }
+  select.value = language();
+  select.addEventListener('change', () => {
+    if (LANGUAGES.includes(select.value)) setLanguage(select.value, { remember: true }).catch(() => {});
+  });
+}

@@ -1,7 +1,7 @@
 // @ts-check
 // Entry point: language first (every visible string is translated), then the view the server rendered.
 import { byId } from './dom.js';
-import { LANGUAGES, language, preferredLanguage, setLanguage } from './i18n.js';
+import { bindLanguageSelect } from './i18n.js';
 
 /** @typedef {{ view: string, room?: string }} PageData what the server rendered (base.html's #page-data) */
 
@@ -16,23 +16,9 @@ function pageData() {
   }
 }
 
-async function initLanguage() {
-  const select = byId('lang-select', HTMLSelectElement);
-  try {
-    await setLanguage(preferredLanguage());
-  } catch {
-    // The markup already reads in English; English strings keep the dynamic messages readable too.
-    await setLanguage('en').catch(() => {});
-  }
-  select.value = language();
-  select.addEventListener('change', () => {
-    if (LANGUAGES.includes(select.value)) setLanguage(select.value, { remember: true }).catch(() => {});
-  });
-}
-
 async function main() {
   const data = pageData();
-  await initLanguage();
+  await bindLanguageSelect(byId('lang-select', HTMLSelectElement));
   if (data.view === 'landing') {
     const { initLanding } = await import('./landing.js');
     initLanding();
