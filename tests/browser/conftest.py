@@ -10,6 +10,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from tests.conftest import RELAXED_LIMITS
 from tests.support.browser.chromium import launch
+from tests.support.browser.firefox import Firefox, running_firefox
 from tests.support.browser.probes import write_tone
 from tests.support.headless import HeadlessPeople
 from tests.support.server import ServerProcess
@@ -56,3 +57,10 @@ def headless(server: ServerProcess) -> Iterator[HeadlessPeople]:
     """Headless participants for ``server`` (cheaper than a page each when only the server's view matters)."""
     with HeadlessPeople(server.url).running() as people:
         yield people
+
+
+@pytest.fixture(scope="module")
+def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firefox]:
+    """One Firefox for a test module (Marionette, its audio into a PulseAudio null sink)."""
+    with running_firefox(tmp_path_factory.mktemp("firefox")) as browser:
+        yield browser

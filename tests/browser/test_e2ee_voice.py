@@ -18,8 +18,8 @@ from playwright.sync_api import Browser, Page
 from ghosttalk.client import e2ee
 from ghosttalk.server.pages import STATIC_DIR
 from tests.browser.conftest import TONES
-from tests.support.browser.chromium import ARTIFACTS, Person, join, open_page
-from tests.support.browser.firefox import Firefox, join_firefox, running_firefox
+from tests.support.browser.chromium import ARTIFACTS, Person, join, new_room, open_page
+from tests.support.browser.firefox import Firefox, join_firefox
 from tests.support.browser.probes import PC_PROBE_JS
 from tests.support.e2ee_page import (
     NO_ENCODED_TRANSFORM_JS,
@@ -41,16 +41,6 @@ pytestmark = pytest.mark.browser
 STRINGS = {lang: json.loads((STATIC_DIR / "i18n" / f"{lang}.json").read_text()) for lang in ("en", "zh")}
 FOX_HZ = 1000.0
 TONE = {**TONES, "Fox": FOX_HZ}
-
-
-@pytest.fixture(scope="module")
-def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firefox]:
-    with running_firefox(tmp_path_factory.mktemp("firefox")) as browser:
-        yield browser
-
-
-def new_room(label: str) -> str:
-    return f"{label}-{secrets.token_hex(4)}"
 
 
 def refused(browser: Browser, url: str, name: str, locale: str = "en-US") -> tuple[Person, str]:

@@ -5,7 +5,6 @@ microphone tone. Chromium people come from the shared `browsers` fixture, each w
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.browser.conftest import TONES
-from tests.support.browser.chromium import ARTIFACTS, Person, join
+from tests.support.browser.chromium import ARTIFACTS, Person, join, new_room
 from tests.support.browser.firefox import Firefox, FirefoxPerson, join_firefox, running_firefox
 from tests.support.browser.probes import OnPage, inbound_totals, live_inbound, spectrum
 from tests.support.eventually import eventually_sync
@@ -34,16 +33,6 @@ MIN_PACKETS_PER_S = 25
 NOTHING = "\N{EN DASH}"  # what the diagnostics panel shows for an empty value
 
 Someone = Person | FirefoxPerson
-
-
-@pytest.fixture(scope="module")
-def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Firefox]:
-    with running_firefox(tmp_path_factory.mktemp("firefox")) as browser:
-        yield browser
-
-
-def new_room(label: str) -> str:
-    return f"{label}-{secrets.token_hex(4)}"
 
 
 def tone_of(name: str) -> float:

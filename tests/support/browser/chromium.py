@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +38,11 @@ CHROMIUM_FLAGS = [
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
 ]
+
+
+def new_room(label: str) -> str:
+    """A room no other test (or earlier run against the same server) uses."""
+    return f"{label}-{secrets.token_hex(4)}"
 
 
 def chromium_path() -> str:
