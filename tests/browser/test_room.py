@@ -213,6 +213,7 @@ def test_leave_close_and_kill_are_noticed(
         eventually_sync(lambda: ann.peer_count() == 6, 15, what="Ann sees six")
 
         dan.page.click("#btn-leave")
+        dan.page.click("#btn-leave-confirm")  # others are here: Leave asks first
         assert "hidden" in (dan.page.get_attribute("#room-view", "class") or "")
         eventually_sync(lambda: ann.peer_count() == 5, 2.0, interval=0.05, what="leave noticed")
         assert "Dan" not in ann.peer_ids()

@@ -1,14 +1,14 @@
 // @ts-check
-// The mixer panel: mic gain and level, devices, voice processing toggles, and a volume per person.
-// Settings are remembered in localStorage; per-person volumes by nickname, since peer ids change
-// on every visit.
+// The mixer panel: mic gain and level, the speaking threshold, devices, voice processing toggles, and a
+// volume per person. Settings are remembered in localStorage; per-person volumes by nickname, since peer ids
+// change on every visit. (Its push-to-talk checkbox is talk.js's.)
 import { AudioEngine } from './audio.js';
 import { byId, find } from './dom.js';
 import { Emitter } from './events.js';
 import { t } from './i18n.js';
 import { loadPref, savePref } from './prefs.js';
 import { show } from './ui.js';
-import { meterFraction } from './vad.js';
+import { DEFAULT_ON_DB, VoiceActivity, clampThreshold, meterFraction } from './vad.js';
 
 /** @typedef {import('./session.js').Peer} Peer */
 /**
@@ -20,6 +20,7 @@ import { meterFraction } from './vad.js';
  * @property {boolean} autoGainControl
  * @property {string} inputId '' for the default microphone
  * @property {string} outputId '' for the default output
+ * @property {number} vadThreshold dBFS above which the own microphone counts as speaking
  */
 /** @typedef {'echoCancellation' | 'noiseSuppression' | 'autoGainControl'} Toggle */
 
@@ -31,6 +32,7 @@ const DEFAULTS = {
   autoGainControl: true,
   inputId: '',
   outputId: '',
+  vadThreshold: DEFAULT_ON_DB,
 };
 /** @type {[string, Toggle][]} checkbox id, setting */
 const TOGGLES = [['opt-ec', 'echoCancellation'], ['opt-ns', 'noiseSuppression'], ['opt-agc', 'autoGainControl']];
@@ -63,6 +65,18 @@ export class Mixer extends Emitter {
     /** @type {Map<string, HTMLElement>} */
     this.rows = new Map();
     this.meterShown = -1;
+    this.settings.vadThreshold = clampThreshold(this.settings.vadThreshold);
+    // The own microphone's voice activity (the tile's glow, the meter's colour), by the chosen threshold.
+    this.voice = new VoiceActivity(engine.micAnalyser, this.settings.vadThreshold);
+    const threshold = byId('vad-threshold', HTMLInputElement);
+    threshold.value = String(this.settings.vadThreshold);
+    this.showThreshold();
+    threshold.addEventListener('input', () => {
+      this.settings.vadThreshold = clampThreshold(Number(threshold.value));
+      this.voice.onDb = this.settings.vadThreshold;
+      this.showThreshold();
+      this.save();
+    });
 
     const gain = byId('mic-gain', HTMLInputElement);
     gain.value = String(this.settings.micGain);
@@ -103,6 +117,15 @@ export class Mixer extends Emitter {
 
   showGain() {
     byId('mic-gain-out').textContent = `${this.settings.micGain}%`;
+  }
+
+  // The threshold as a number beside its slider and as a mark on the meter, where the level can be seen
+  // crossing it.
+  showThreshold() {
+    const db = this.settings.vadThreshold;
+    byId('vad-threshold-out').textContent = `${db} dB`;
+    byId('vad-threshold').setAttribute('aria-valuetext', `${db} dB`);
+    byId('mic-threshold').style.left = `${(meterFraction(db) * 100).toFixed(1)}%`;
   }
 
   // Never rejects: a failure becomes an 'error' event.
@@ -226,6 +249,7 @@ export class Mixer extends Emitter {
   updateMeter(db) {
     const fraction = meterFraction(db);
     byId('mic-meter-fill').style.transform = `scaleX(${fraction.toFixed(3)})`;
+    byId('mic-meter').classList.toggle('is-voice', this.voice.speaking);
     const percent = Math.round(fraction * 100);
     if (Math.abs(percent - this.meterShown) >= 5) {
       this.meterShown = percent;

@@ -5,20 +5,21 @@ import { ChatPanel } from './chat.js';
 import { Diagnostics } from './diagnostics.js';
 import { byId, find } from './dom.js';
 import { setText, t } from './i18n.js';
+import { HostView } from './host-view.js';
 import { checkNickname, errorName, micErrorKey, micUnavailable, openMicWithFallback } from './join.js';
+import { LeaveButton } from './leave.js';
 import { Mixer, micOptions } from './mixer.js';
 import { WakeLock, resumeOnGesture } from './mobile.js';
+import { NetworkPill } from './network-pill.js';
 import { loadPref, savePref } from './prefs.js';
 import { RoomPrivacy } from './privacy.js';
 import { RoomSession } from './session.js';
 import { playCue } from './sounds.js';
-import { quality, StatsSampler } from './stats.js';
+import { Talk } from './talk.js';
 import { PeopleView, StatusBanner, show } from './ui.js';
 import { VoiceActivity, levelIsSpeaking } from './vad.js';
 
 /** @typedef {import('./session.js').Peer} Peer */
-/** @typedef {import('./peer.js').PeerLink} PeerLink */
-/** @typedef {import('./stats.js').Sample} Sample */
 /** @typedef {import('./i18n.js').Vars} Vars */
 
 const VAD_INTERVAL_MS = 80;
@@ -35,6 +36,7 @@ export class RoomPage {
     this.banner = new StatusBanner($('status'));
     this.people = new PeopleView();
     this.diagnostics = new Diagnostics($('diag-panel'));
+    this.pill = new NetworkPill(this.diagnostics);
     this.chat = new ChatPanel(); // one for the page's life: its history outlives reconnects and rejoins
     this.privacy = new RoomPrivacy(this.room, this.diagnostics);
     this.wakeLock = new WakeLock();
@@ -45,8 +47,6 @@ export class RoomPage {
     this.engine = null;
     /** @type {Mixer | null} */
     this.mixer = null;
-    /** @type {StatsSampler | null} */
-    this.sampler = null;
     /** @type {(() => void) | null} */
     this.stopGestures = null;
     /** @type {Map<string, VoiceActivity>} 'self' or a peer id */
@@ -63,15 +63,18 @@ export class RoomPage {
       event.preventDefault();
       void this.join();
     });
+    // Mute, push-to-talk and the room's keys (M, Space, Escape); Leave asks first while others are here.
+    this.talk = new Talk({ showMute: (muted) => this.setMuteButton(muted), closePanels: () => this.closePanels() });
+    this.leaveButton = new LeaveButton(() => this.session, () => this.leave());
+    this.hostView = new HostView({ people: this.people, banner: this.banner, leave: () => this.leave(),
+      mute: () => { if (!this.talk.chosenMuted) this.toggleMute(); } });
     $('btn-mute').addEventListener('click', () => this.toggleMute());
-    $('btn-leave').addEventListener('click', () => this.leave());
     $('btn-copy').addEventListener('click', () => void this.copyInvite());
     $('btn-copy-diag').addEventListener('click', () => void this.diagnostics.copy($('btn-copy-diag')));
     for (const [panel, button] of PANELS) {
       $(button).addEventListener('click', () => this.togglePanel(panel, button));
       find($(panel), '[data-close-panel]').addEventListener('click', () => this.togglePanel(panel, button, false));
     }
-    document.addEventListener('keydown', (event) => this.onKey(event));
     // Closing the tab must tell the server at once, not after the heartbeat times out.
     window.addEventListener('pagehide', () => {
       this.hiddenInRoom = Boolean(this.session);
@@ -148,7 +151,7 @@ export class RoomPage {
       this.diagnostics.update({ lastError: String(error) });
     });
     this.stopGestures = resumeOnGesture(() => this.resumeAudio());
-    this.vads.set('self', new VoiceActivity(engine.micAnalyser));
+    this.vads.set('self', mixer.voice);
     this.vadTimer = window.setInterval(() => this.tickVoice(), VAD_INTERVAL_MS);
 
     const session = new RoomSession({ room: this.room, name, engine, crypto });
@@ -167,15 +170,17 @@ export class RoomPage {
       this.diagnostics.update({ lastError: `${url}: ${code} ${text}` });
     });
     session.on('transport', () => this.onTransport());
-    session.on('link', ({ link }) => this.onLink(link));
+    session.on('link', ({ link }) => this.pill.attach(link));
     session.on('audio', () => this.syncVoices());
     session.on('levels', ({ levels }) => this.onLevels(levels));
     this.chat.attach(session);
+    this.hostView.attach(session, engine);
 
     joinButton().disabled = false;
     show($('join-view'), false);
     show($('room-view'), true);
-    this.setMuteButton(false);
+    this.talk.attach(session);
+    $('btn-mute').focus(); // the room's controls, not the page body the Join button leaves it on
     void this.wakeLock.acquire();
     this.banner.show('connecting', null, 'info');
     void session.connect();
@@ -240,31 +245,11 @@ export class RoomPage {
     }
   }
 
-  /** @param {PeerLink} link */
-  onLink(link) {
-    if (this.sampler) this.sampler.stop();
-    this.sampler = new StatsSampler(link.pc, (sample) => this.onSample(sample));
-  }
-
-  /** @param {Sample} sample */
-  onSample(sample) {
-    this.diagnostics.update(Diagnostics.fromSample(sample));
-    $('signal-bars').dataset.quality = quality(sample);
-    const text = $('signal-text');
-    if (sample.rttMs === null) setText(text, 'signal_unknown');
-    else {
-      setText(text, 'signal_summary', {
-        rtt: sample.rttMs,
-        loss: (sample.lossPct ?? 0).toFixed(0),
-        jitter: sample.jitterMs ?? 0,
-      });
-    }
-  }
-
   onTransport() {
     const session = this.session;
     if (!session) return;
     const link = session.link;
+    this.pill.update(session.socketState, link);
     this.diagnostics.update({
       websocket: session.socketState,
       ice: link ? link.iceState : 'closed',
@@ -281,6 +266,7 @@ export class RoomPage {
     this.diagnostics.update({ lastError: t(key, vars) });
     this.leave({ quiet: true });
     this.formError(key, vars);
+    this.hostView.showFatal(key);
   }
 
   onMicLost() {
@@ -298,33 +284,21 @@ export class RoomPage {
     }).catch(() => {});
   }
 
+  // The person's own choice; whether the room hears them also depends on push-to-talk (talk.js).
   toggleMute() {
-    if (!this.session) return;
-    const muted = !this.session.muted;
-    this.session.setMuted(muted);
-    this.setMuteButton(muted);
+    this.talk.toggleMute();
   }
 
+  // One name ("Mute") and a pressed state: a screen reader says "Mute, pressed", never "Unmute, pressed".
   /** @param {boolean} muted */
   setMuteButton(muted) {
     const button = $('btn-mute');
     button.setAttribute('aria-pressed', String(muted));
     button.classList.toggle('is-active', muted);
-    const label = find(button, '.ctl-label');
-    setText(label, muted ? 'unmute' : 'mute');
   }
 
-  /** @param {KeyboardEvent} event */
-  onKey(event) {
-    if (!this.session || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
-    const target = event.target;
-    if (target instanceof HTMLElement && target.closest('input, textarea, select, [contenteditable]')) return;
-    if (event.key === 'm' || event.key === 'M') {
-      event.preventDefault();
-      this.toggleMute();
-    } else if (event.key === 'Escape') {
-      for (const [panel, button] of PANELS) this.togglePanel(panel, button, false);
-    }
+  closePanels() {
+    for (const [panel, button] of PANELS) this.togglePanel(panel, button, false);
   }
 
   /**
@@ -374,9 +348,9 @@ export class RoomPage {
     const session = this.session;
     if (!session) return;
     this.session = null;
+    if (!quiet) session.hosting.forget(); // leaving on purpose (not a reload) gives the host's role up for good
     session.stop();
-    if (this.sampler) this.sampler.stop();
-    this.sampler = null;
+    this.pill.stop();
     window.clearInterval(this.vadTimer);
     this.vads.clear();
     if (this.stopGestures) this.stopGestures();
@@ -385,7 +359,10 @@ export class RoomPage {
     this.engine = null;
     this.wakeLock.release();
     this.people.clear();
-    for (const [panel, button] of PANELS) this.togglePanel(panel, button, false);
+    this.talk.detach();
+    this.hostView.detach();
+    this.leaveButton.close();
+    this.closePanels();
     show($('room-view'), false);
     show($('join-view'), true);
     this.banner.hide();

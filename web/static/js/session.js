@@ -372,7 +372,9 @@ export class RoomSession extends Emitter {
     this.closeLink();
     this.lines.clear();
     this.engine.detachAll();
-    this.peers = new Map();
+    // Between connections the page keeps showing who was here (as reconnecting) until the next room_state
+    // replaces them; only leaving for good empties the room.
+    if (this.stopped) this.peers = new Map();
     this.emit('peers', {});
     this.emit('transport');
   }

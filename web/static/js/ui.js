@@ -2,10 +2,11 @@
 // Rendering of the room: avatar grid, people list, status banner. Markup comes from <template>s in the
 // page; this module only clones and fills them.
 import { byId, find } from './dom.js';
-import { setText, translate } from './i18n.js';
+import { setText, t, translate } from './i18n.js';
 
 /** @typedef {import('./session.js').Peer} Peer */
 /** @typedef {{ tile: HTMLElement, person: HTMLElement }} PeerNodes the grid tile and list row of one person */
+/** @typedef {(peerId: string, button: HTMLElement) => void} MenuOpener what a person's menu button does */
 
 const segmenter = typeof Intl.Segmenter === 'function'
   ? new Intl.Segmenter(undefined, { granularity: 'grapheme' })
@@ -63,6 +64,37 @@ export class PeopleView {
     this.personTemplate = byId('tpl-person', HTMLTemplateElement);
     /** @type {Map<string, PeerNodes>} */
     this.nodes = new Map();
+    /** @type {Map<string, Peer>} the people last rendered, kept to redraw when the host changes */
+    this.peers = new Map();
+    /** @type {string | null} */
+    this.selfId = null;
+    /** @type {string | null} */
+    this.hostId = null;
+    this.manage = false; // this page hosts: each other person gets a menu button
+    /** @type {MenuOpener | null} */
+    this.onMenu = null;
+  }
+
+  /**
+   * Who hosts (a crown for everyone), and whether this page does (menu buttons on the others).
+   * @param {string | null} hostId
+   * @param {boolean} manage
+   */
+  setHost(hostId, manage) {
+    this.hostId = hostId;
+    this.manage = manage;
+    this.render(this.peers, this.selfId);
+  }
+
+  /**
+   * While the connection is rebuilt the last known people stay, greyed and labelled, rather than vanish.
+   * @param {boolean} reconnecting
+   */
+  setReconnecting(reconnecting) {
+    for (const { tile, person } of this.nodes.values()) {
+      tile.classList.toggle('is-reconnecting', reconnecting);
+      person.classList.toggle('is-reconnecting', reconnecting);
+    }
   }
 
   /**
@@ -70,6 +102,8 @@ export class PeopleView {
    * @param {string | null} selfId
    */
   render(peers, selfId) {
+    this.peers = peers;
+    this.selfId = selfId;
     for (const [id, nodes] of this.nodes) {
       if (!peers.has(id)) {
         nodes.tile.remove();
@@ -100,6 +134,8 @@ export class PeopleView {
       el.style.setProperty('--hue', String(hueOf(peer.id)));
       // Template content is outside the document, so the language pass has not reached it yet.
       translate(el);
+      const menu = find(el, '.person-menu');
+      menu.addEventListener('click', () => this.onMenu?.(peer.id, menu));
     }
     this.grid.append(tile);
     this.list.append(person);
@@ -116,14 +152,15 @@ export class PeopleView {
       el.dataset.name = peer.name;
       el.classList.toggle('is-self', isSelf);
       el.classList.toggle('is-muted', peer.muted);
+      el.classList.toggle('is-host', peer.id === this.hostId);
       find(el, '.initials').textContent = initialsOf(peer.name);
+      const menu = find(el, '.person-menu');
+      show(menu, this.manage && !isSelf);
+      // Named after the person, in whichever language the page shows later too.
+      menu.dataset.i18nVars = JSON.stringify({ name: peer.name });
+      menu.setAttribute('aria-label', t('host_menu_label', { name: peer.name }));
     }
-    const tileName = find(tile, '.tile-name');
-    if (isSelf) setText(tileName, 'name_you', { name: peer.name });
-    else {
-      delete tileName.dataset.i18n;
-      tileName.textContent = peer.name;
-    }
+    find(tile, '.tile-nick').textContent = peer.name;
     find(person, '.person-name').textContent = peer.name;
   }
 
