@@ -134,7 +134,11 @@ def test_back_to_the_graph_once_the_context_runs(held_pair: tuple[Person, Person
         what="graph path after the context runs",
         until=lambda path: path == "diag_path_graph",
     )
-    assert ann.page.evaluate("window.__pc.getSenders()[0].track.id") != direct
+    # The sender's track is replaced once the graph's track exists (replaceTrack resolves after the path shows).
+    eventually_sync(
+        lambda: ann.page.evaluate("window.__pc.getSenders()[0].track.id"), 5, what="the graph's track is sent",
+        until=lambda track: track != direct,
+    )
     eventually_sync(
         lambda: level(bob, ann_id),
         10,

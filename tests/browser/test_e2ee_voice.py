@@ -174,6 +174,8 @@ def test_the_encoded_streams_fallback_is_heard(shared_server: ServerProcess, bro
     cat = join(browsers["Cat"], shared_server.url, link, "Cat", init_script=NO_SCRIPT_TRANSFORM_JS)
     try:
         assert cat.page.evaluate("() => 'RTCRtpScriptTransform' in window") is False
+        # The connection is made once the server's welcome has come: wait for it, then read how it was made.
+        cat.page.wait_for_function("() => Boolean(window.__pc)", timeout=10_000)
         assert cat.page.evaluate("() => window.__pc.getConfiguration().encodedInsertableStreams") is True
         wait_count([ann, cat], 2)
         wait_hears(ann, "Cat", TONE["Cat"])

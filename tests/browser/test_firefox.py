@@ -254,3 +254,35 @@ def test_without_a_sound_device_firefox_sends_the_microphone_directly(
             assert silent_firefox.page_errors(shared_server.url) == []
         finally:
             cat.context.close()
+
+
+def test_a_firefox_newcomer_waits_in_the_lobby_until_the_chromium_host_admits_it(
+    firefox: Firefox, shared_server: ServerProcess, browsers: dict[str, Browser]
+) -> None:
+    """Hosts in Firefox: the lobby's wait, admission by the host's page, and the crown, across browsers."""
+    room = new_room("fox-lobby")
+    ann = join(browsers["Ann"], shared_server.url, room, "Ann")
+    try:
+        ann.page.wait_for_selector("#btn-lock:not(.hidden)", timeout=10_000)
+        ann.page.click("#btn-lock")
+        ann.page.wait_for_selector("#lock-badge:not(.hidden)", timeout=5_000)
+        fox = join_firefox(firefox, shared_server.url, room, "Fox", FOX_HZ)
+        fox.page.wait_for("() => !document.getElementById('lobby-wait').classList.contains('hidden')", 10,
+                          "Fox waits in the lobby")
+        ann.page.get_by_role("button", name="Admit Fox").click()
+        fox.page.wait_for("() => document.getElementById('lobby-wait').classList.contains('hidden')", 10,
+                          "Fox is let in")
+        wait_hears(fox, "Ann")
+        wait_hears(ann, "Fox")
+        # Fox's page crowns Ann, the host, and offers Fox no host's menu.
+        fox.page.wait_for(
+            "() => [...document.querySelectorAll('#people-list .person')].some((row) => "
+            "row.querySelector('.crown')?.checkVisibility() && row.textContent.includes('Ann'))",
+            5, "Fox sees Ann's crown",
+        )
+        menus = "() => [...document.querySelectorAll('#people-list .person-menu')].filter((b) => b.checkVisibility())"
+        assert fox.page.evaluate(f"() => ({menus})().length") == 0
+        fox.leave()
+    finally:
+        ann.context.close()
+
