@@ -43,6 +43,16 @@ def browsers(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[dict[str, 
 
 
 @pytest.fixture(scope="module")
+def browser(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[Browser]:
+    """One Chromium (its fake microphone plays Ann's tone) for a module that needs no more."""
+    chromium = launch(pw, tone_files["Ann"])
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
 def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server that takes rooms past ten people (where each listener hears only its loudest few)."""
     proc = ServerProcess(tmp_path_factory.mktemp("data"), [*RELAXED_LIMITS, "--max-room-peers", "20"]).start()

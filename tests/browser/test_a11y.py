@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.support.browser.chromium import launch
 from tests.support.eventually import eventually_sync
 from tests.support.headless import HeadlessPeople
 from tests.support.server import ROOT, ServerProcess
@@ -93,14 +91,6 @@ AVATAR_COLOURS_JS = """async () => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def chromium(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[Browser]:
-    browser = launch(pw, tone_files["Ann"])
-    try:
-        yield browser
-    finally:
-        browser.close()
-
 
 @pytest.fixture(params=["en", "zh"])
 def lang(request: pytest.FixtureRequest) -> str:
@@ -108,9 +98,9 @@ def lang(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def context(chromium: Browser, server: ServerProcess, lang: str) -> Iterator[BrowserContext]:
+def context(browser: Browser, server: ServerProcess, lang: str) -> Iterator[BrowserContext]:
     # axe comes in as an inline <script>, which the pages' script policy ('self' only) would block.
-    ctx = chromium.new_context(locale=LOCALES[lang], bypass_csp=True, viewport={"width": 1280, "height": 900})
+    ctx = browser.new_context(locale=LOCALES[lang], bypass_csp=True, viewport={"width": 1280, "height": 900})
     ctx.grant_permissions(["microphone"], origin=server.url)
     try:
         yield ctx
@@ -221,9 +211,9 @@ def contrast(text: list[int], background: list[int]) -> float:
 
 
 def test_red_controls_and_every_avatar_colour_reach_aa_contrast(
-    chromium: Browser, server: ServerProcess, headless: HeadlessPeople
+    browser: Browser, server: ServerProcess, headless: HeadlessPeople
 ) -> None:
-    context = chromium.new_context()
+    context = browser.new_context()
     context.grant_permissions(["microphone", "clipboard-read", "clipboard-write"], origin=server.url)
     context.add_init_script(COLOURS_JS)
     try:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright
+from playwright.sync_api import Browser, Page
 
 from ghosttalk.client.participant import JoinError
-from tests.support.browser.chromium import launch
 from tests.support.eventually import eventually_sync
 from tests.support.headless import HeadlessPeople
 from tests.support.server import ROOT, ServerProcess
@@ -26,12 +23,6 @@ I18N = ROOT / "web" / "static" / "i18n"
 # the language selector's options (each in its own language).
 DATA = "#events, .mono, td.name, .room-name, footer, #lang-select"
 
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[Browser]:
-    chromium = launch(pw, tone_files["Ann"])
-    yield chromium
-    chromium.close()
 
 
 def english_words() -> list[re.Pattern[str]]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from ghosttalk.client.e2ee import new_secret
 from ghosttalk.client.participant import ClientOptions, JoinError
 from ghosttalk.contract import MessageType
-from tests.support.browser.chromium import Person, join, launch
+from tests.support.browser.chromium import Person, join
 from tests.support.eventually import eventually_sync
 from tests.support.headless import HeadlessPeople
 from tests.support.probes import levels_read
@@ -26,12 +25,6 @@ ROOM = "panel-room"
 # banning it from the panel hits Bob alone.
 BOB_ADDRESS = "192.0.2.77"
 
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[Browser]:
-    chromium = launch(pw, tone_files["Ann"])
-    yield chromium
-    chromium.close()
 
 
 @pytest.fixture

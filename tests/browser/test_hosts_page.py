@@ -42,6 +42,14 @@ def pages() -> Iterator[list[Person]]:
         person.context.close()
 
 
+def enter(browser: Browser, url: str, room: str, name: str, pages: list[Person], present: int) -> Person:
+    """``name`` joins ``room`` and sees ``present`` people there (themselves included)."""
+    person = join(browser, url, room, name)
+    pages.append(person)
+    eventually_sync(lambda: person.peer_count() == present, 10, what=f"{name} in the room with {present - 1} more")
+    return person
+
+
 def crowned(person: Person) -> list[str]:
     """Peer ids whose list row and tile both show the crown, on this page."""
     return list(person.page.evaluate("""() => [...document.querySelectorAll('#people-list .person')]
@@ -83,9 +91,7 @@ def test_the_host_has_a_crown_for_everyone_and_removes_someone(
     shared_server: ServerProcess, browsers: dict[str, Browser], pages: list[Person]
 ) -> None:
     url = shared_server.url
-    ann = join(browsers["Ann"], url, "crown", "Ann")
-    pages.append(ann)
-    eventually_sync(lambda: ann.peer_count() == 1, 10, what="Ann in the room")
+    ann = enter(browsers["Ann"], url, "crown", "Ann", pages, 1)
     bob = open_page(browsers["Bob"], f"{url}/r/crown", "Bob")
     pages.append(bob)
     set_language(bob.page, "zh")
@@ -193,12 +199,8 @@ def test_the_next_host_inherits_the_lobby_and_is_asked_nothing_when_alone(
     shared_server: ServerProcess, browsers: dict[str, Browser], pages: list[Person]
 ) -> None:
     url = shared_server.url
-    ann = join(browsers["Ann"], url, "inherit", "Ann")
-    pages.append(ann)
-    eventually_sync(lambda: ann.peer_count() == 1, 10, what="Ann in the room")
-    bob = join(browsers["Bob"], url, "inherit", "Bob")
-    pages.append(bob)
-    eventually_sync(lambda: bob.peer_count() == 2, 10, what="Bob in the room")
+    ann = enter(browsers["Ann"], url, "inherit", "Ann", pages, 1)
+    bob = enter(browsers["Bob"], url, "inherit", "Bob", pages, 2)
     ann.page.click("#btn-lock")
     cat = knock(browsers["Cat"], f"{url}/r/inherit", "Cat")
     pages.append(cat)
@@ -226,9 +228,7 @@ def test_asked_to_mute_and_handed_the_role(
     shared_server: ServerProcess, browsers: dict[str, Browser], pages: list[Person]
 ) -> None:
     url = shared_server.url
-    ann = join(browsers["Ann"], url, "askmute", "Ann")
-    pages.append(ann)
-    eventually_sync(lambda: ann.peer_count() == 1, 10, what="Ann in the room")
+    ann = enter(browsers["Ann"], url, "askmute", "Ann", pages, 1)
     bob = join(browsers["Bob"], url, "askmute", "Bob")
     pages.append(bob)
     eventually_sync(lambda: ann.peer_count() == 2, 10, what="Bob in the room")
@@ -257,9 +257,7 @@ def test_a_host_page_that_reloads_is_host_again(
     shared_server: ServerProcess, browsers: dict[str, Browser], pages: list[Person], headless: HeadlessPeople
 ) -> None:
     url = shared_server.url
-    ann = join(browsers["Ann"], url, "reload", "Ann")
-    pages.append(ann)
-    eventually_sync(lambda: ann.peer_count() == 1, 10, what="Ann in the room")
+    ann = enter(browsers["Ann"], url, "reload", "Ann", pages, 1)
     bob = headless.join("reload", "Bob")
     first_id = ann.self_id()
     assert bob.host == first_id

@@ -8,13 +8,11 @@ import json
 import os
 import re
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Playwright
+from playwright.sync_api import Browser
 
-from tests.support.browser.chromium import Person, join, launch
+from tests.support.browser.chromium import Person, join
 from tests.support.eventually import eventually_sync
 from tests.support.server import ROOT, ServerProcess
 
@@ -43,14 +41,6 @@ document.addEventListener('DOMContentLoaded', () => {
 });
 """
 
-
-@pytest.fixture(scope="module")
-def chromium(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[Browser]:
-    browser = launch(pw, tone_files["Ann"])
-    try:
-        yield browser
-    finally:
-        browser.close()
 
 
 def pill(person: Person) -> tuple[str, str]:
@@ -89,9 +79,9 @@ def figures_during_outage(person: Person) -> list[object]:
     return [entry for entry in log if entry["banner"] in lost and entry["quality"] in LIVE]
 
 
-def test_pill_shows_a_lost_server_then_live_figures(server: ServerProcess, chromium: Browser) -> None:
+def test_pill_shows_a_lost_server_then_live_figures(server: ServerProcess, browser: Browser) -> None:
     en = STRINGS["en"]
-    ann = join(chromium, server.url, "pill-restart", "Ann", init_script=PILL_LOG_JS)
+    ann = join(browser, server.url, "pill-restart", "Ann", init_script=PILL_LOG_JS)
     wait_live(ann, "en", "live figures before the outage")
 
     server.stop()
@@ -107,9 +97,9 @@ def test_pill_shows_a_lost_server_then_live_figures(server: ServerProcess, chrom
     ann.context.close()
 
 
-def test_pill_shows_lost_media_in_chinese(server: ServerProcess, chromium: Browser) -> None:
+def test_pill_shows_lost_media_in_chinese(server: ServerProcess, browser: Browser) -> None:
     zh = STRINGS["zh"]
-    ann = join(chromium, server.url, "pill-frozen", "Ann", init_script=PILL_LOG_JS)
+    ann = join(browser, server.url, "pill-frozen", "Ann", init_script=PILL_LOG_JS)
     ann.page.select_option("#lang-select", "zh")
     ann.page.wait_for_selector("html[lang='zh-CN']")
     wait_live(ann, "zh", "live figures in Chinese before the outage")

@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from ghosttalk.client.audio import OpusStreamDecoder
 from ghosttalk.client.participant import Client
-from tests.support.browser.chromium import CHROMIUM_FLAGS, chromium_path
 from tests.support.browser.probes import PC_PROBE_JS
 from tests.support.eventually import eventually_sync
 from tests.support.headless import HeadlessPeople
@@ -29,15 +27,6 @@ STRINGS = {lang: json.loads((ROOT / "web" / "static" / "i18n" / f"{lang}.json").
 VOICE_DB = -40.0
 SILENCE_DB = -70.0
 
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[Browser]:
-    chromium = pw.chromium.launch(
-        executable_path=chromium_path(),
-        args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={tone_files['Ann']}"],
-    )
-    yield chromium
-    chromium.close()
 
 
 @pytest.fixture

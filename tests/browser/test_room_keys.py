@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.support.browser.chromium import CHROMIUM_FLAGS, chromium_path
 from tests.support.eventually import eventually_sync
 from tests.support.headless import HeadlessPeople
 from tests.support.server import ROOT, ServerProcess
@@ -22,15 +20,6 @@ STRINGS = {lang: json.loads((ROOT / "web" / "static" / "i18n" / f"{lang}.json").
 FOCUSED_ID = "document.activeElement ? document.activeElement.id : ''"
 DIALOG_CLOSED = "!document.getElementById('leave-dialog').open"
 
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright, tone_files: dict[str, Path]) -> Iterator[Browser]:
-    chromium = pw.chromium.launch(
-        executable_path=chromium_path(),
-        args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={tone_files['Bob']}"],
-    )
-    yield chromium
-    chromium.close()
 
 
 @pytest.fixture
