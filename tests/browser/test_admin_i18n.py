@@ -25,6 +25,13 @@ DATA = "#events, .mono, td.name, .room-name, footer, #lang-select"
 
 
 
+@pytest.fixture(autouse=True)
+def a_commit_that_reads_like_a_number_of_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set before the test's server starts: a commit hash is data, not a word. '0d31523' once read as the
+    English "{n}d" (days) to the check for untranslated text."""
+    monkeypatch.setenv("GHOSTTALK_COMMIT", "0d31523")
+
+
 def english_words() -> list[re.Pattern[str]]:
     """The panel's English strings that Chinese says otherwise, as patterns: a {placeholder} matches a number
     (what most hold), or any word for the few that hold text."""

@@ -123,21 +123,22 @@ export function renderStats(stats) {
   const types = Object.entries(stats.candidate_types || {})
     .map(([type, count]) => `${type} ${count}`)
     .join(', ');
-  /** @type {[string, string | number][]} */
+  /** @type {[string, string | number, string?][]} name, value, and the value's class */
   const rows = [
     [t('admin_rooms'), stats.rooms],
     [t('admin_people'), stats.users],
     [t('admin_connections'), types || t('admin_connections_none')],
     [t('admin_bans'), stats.bans],
     [t('admin_uptime'), duration(stats.uptime)],
-    [t('admin_version'), `${stats.version} (${stats.commit})`],
+    // A version and a commit hash are identifiers, not words: shown as the ids and addresses are.
+    [t('admin_version'), `${stats.version} (${stats.commit})`, 'mono'],
   ];
   if (stats.shutting_down) rows.push([t('admin_state'), t('admin_shutting_down')]);
   const list = byId('stats');
   list.replaceChildren();
-  for (const [name, value] of rows) {
+  for (const [name, value, kind] of rows) {
     const item = el('div');
-    item.append(el('dt', name), el('dd', value));
+    item.append(el('dt', name), el('dd', value, kind));
     list.append(item);
   }
 }
