@@ -1,4 +1,5 @@
-"""``GET /ws``: one signaling session per WebSocket — validate, join, dispatch, leave.
+"""``GET /ws``: one signaling session per WebSocket — validate, wait in a locked room's lobby until let in,
+join, dispatch, leave.
 
 Everything a client can get wrong is answered: before the upgrade with a status and a plain-text reason,
 afterwards with ``error {message}`` while the session goes on. Frames over 64 KiB close the socket (1009).
