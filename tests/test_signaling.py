@@ -225,8 +225,11 @@ async def test_a_frame_of_64_kib_passes_and_one_byte_more_closes_with_1009(
         frame = padded_heartbeat(size)
         assert len(frame.encode()) == size
         await ws.send_str(frame)
-        await ws.send_json({"type": "mute", "muted": True})
-        while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+        if size <= MAX_FRAME_BYTES:
+            # Only a session that goes on is asked more: a write after a frame the server refused can meet a
+            # socket it has already closed, and end as 1006 instead of the 1009 it sent.
+            await ws.send_json({"type": "mute", "muted": True})
+        while (message := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
             if orjson.loads(message.data)["type"] == "peer_update":
                 break  # the session went on past the frame
         if size > MAX_FRAME_BYTES:
