@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -42,6 +44,8 @@ FORWARD_ALL_UP_TO = 10
 HEARTBEAT_INTERVAL = 5.0
 
 _SETTING = "ghosttalk.setting"
+
+NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class BadValue(ValueError):
@@ -124,6 +128,20 @@ def non_negative_number(text: str) -> float:
     if value < 0:
         raise BadValue(f"{text} must not be negative")
     return value
+
+
+def redis_address(text: str) -> str:
+    # Checked here, before anything starts: a typo must stop startup, not surface as "unreachable" later.
+    scheme = text.partition("://")[0]
+    if scheme not in ("redis", "rediss", "unix") or "://" not in text:
+        raise BadValue("must start with redis://, rediss:// or unix:// (redis://host:6379/0)")
+    return text
+
+
+def node_name(text: str) -> str:
+    if not NODE_NAME.fullmatch(text):
+        raise BadValue(f"{text[:80]!r} is not 1-64 letters, digits, '.', '_' or '-'")
+    return text
 
 
 def checked_admin_key(text: str) -> str:
@@ -345,8 +363,31 @@ class Config:
     connect_timeout: float = field(default=30.0, metadata=setting(
         "connect-timeout", "seconds a peer's media may take to connect before it is removed", positive_number,
         unit="s"))
+    # Cluster: with a Redis URL the process is one node of a cluster (ghosttalk.cluster); without, nothing changes.
+    redis_url: str | None = field(default=None, metadata=setting(
+        "redis-url", "Redis that the nodes of a cluster share (`redis://[:password@]host:6379/0`); unset, the "
+        "server is one process on its own", redis_address, secret=True, unset="unset: no cluster"))
+    node_id: str | None = field(default=None, metadata=setting(
+        "node-id", "this node's name in the cluster (letters, digits, `.`, `_`, `-`; at most 64)", node_name,
+        unset="host name and UDP port"))
+    workers: int = field(default=1, metadata=setting(
+        "workers", "nodes to start on this machine, one per core: they share the HTTP port and take consecutive "
+        "UDP ports from `rtc-udp-port`; more than one needs `redis-url`", positive_whole))
+    drain_timeout: float = field(default=600.0, metadata=setting(
+        "drain-timeout", "a clustered node's calls may go on this long after SIGTERM before their pages are sent "
+        "to other nodes (close 1001)", non_negative_number, unit="s"))
     ws_ping_interval: float = 30.0
     ws_read_timeout: float = 60.0
+
+    @property
+    def node_name(self) -> str:
+        """This node's id in a cluster: ``--node-id``, else ``<host name>-<UDP port>`` (unique per machine and
+        port, and readable in the admin panel)."""
+        if self.node_id:
+            return self.node_id
+        suffix = f"-{self.rtc_udp_port}"
+        host = "".join(c if NODE_NAME.fullmatch(c) else "-" for c in socket.gethostname()) or "node"
+        return host[: 64 - len(suffix)] + suffix
 
     @property
     def ban_file(self) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.redis import INSTALL_HINT, RedisServer, redis_server_binary
 from tests.support.server import ServerProcess
 
 # Every test client comes from 127.0.0.1: per-address limits are raised so that only the room size binds.
@@ -31,6 +32,16 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for one test (its own port and directory, no persistence). A missing binary
+    fails the test rather than skipping it: the cluster tests are part of the suite, not optional."""
+    if redis_server_binary() is None:
+        pytest.fail(INSTALL_HINT)
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture

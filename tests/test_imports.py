@@ -34,12 +34,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "ops": frozenset({"base", "contract", "ops"}),
     # The media plane: never the server (it is given its hooks) nor the client.
     "media": frozenset({"base", "contract", "ops", "media"}),
-    "server": frozenset({"base", "contract", "ops", "media", "server"}),
+    # The cluster (Redis registry, room directory, bus, shared bans): told what it needs of the server through
+    # a protocol, never importing it.
+    "cluster": frozenset({"base", "contract", "ops", "cluster"}),
+    "server": frozenset({"base", "contract", "ops", "media", "cluster", "server"}),
     # The headless participant speaks the contract over the network; it never reaches into the server.
     "client": frozenset({"base", "contract", "media", "client"}),
     "benchmark": frozenset({"base", "contract", "media", "client", "benchmark"}),
     # The command line dispatches to every part.
-    "entry": frozenset({"base", "contract", "ops", "media", "server", "client", "benchmark", "entry"}),
+    "entry": frozenset({"base", "contract", "ops", "media", "cluster", "server", "client", "benchmark", "entry"}),
 }
 ENTRY_MODULES = frozenset({"ghosttalk.cli", "ghosttalk.__main__"})
 # The aiortc adapter wraps aiortc's internals and nothing of ours but the RTP wire format: the rest of the
@@ -52,6 +55,8 @@ ADAPTER_MAY_IMPORT = frozenset({ADAPTER, "ghosttalk.media.rtp"})
 LAZY_IMPORTERS = {
     "ghosttalk.cli": "each command loads its part only when it runs, so `ghosttalk --help` stays fast and "
     "the server process never imports the client or the benchmark",
+    "ghosttalk.server.app": "only a clustered server (--redis-url) loads the cluster and redis-py; a server on its "
+    "own never imports them",
     "ghosttalk.server.footprint": "the server's imports start only once the stand-ins and the empty CA file that "
     "keep unused modules and certificates out of the process are in place",
 }

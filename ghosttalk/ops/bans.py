@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ import orjson
 from aiohttp import web
 
 from ghosttalk.config import IPAddress, IPNetwork
+
+_log = logging.getLogger(__name__)
 
 
 class BanFileError(Exception):
@@ -122,6 +125,25 @@ class BanList:
             return False
         self._save([network for network in self._networks() if entry_text(network) != entry])
         return True
+
+    def replace(self, entries: list[str]) -> list[str]:
+        """Make the list exactly ``entries`` (the cluster's list, mirrored: ghosttalk.cluster.bans) and persist
+        it; returns the entries that are new. One that does not parse is left out. Should the file not be
+        writable, the list in memory changes all the same: the cluster's bans are enforced either way."""
+        networks: list[IPNetwork] = []
+        for entry in entries:
+            try:
+                networks.append(normalise(entry))
+            except ValueError:
+                _log.warning("ban list from the cluster: skipped %r, not an address or range", entry[:80])
+        before = set(self._entries)
+        try:
+            self._save(networks)
+        except OSError as exc:
+            _log.warning("ban file %s: cannot write the cluster's bans (%s); enforcing them from memory", self.path,
+                         exc)
+            self._set(networks)
+        return [entry for entry in self._entries if entry not in before]
 
     def entries(self) -> list[str]:
         return list(self._entries)

@@ -1,10 +1,10 @@
 """The operator's event log: JSON lines in ``DATA_DIR/server.log``, rotated by size, plus an in-memory ring.
 
-Every line is one object ``{ts, level, event, room, peer, ip, details}``. The admin panel reads the ring
-buffer, never the file, so a slow or full disk cannot stall it. Writing a line is a small synchronous
-append flushed at once: a crash loses at most the line being written, and the cost on the event loop is
-one ``write`` syscall. Disk errors are reported on the console and never reach the caller, because losing
-a log line must not take a join or an admin action down with it.
+Every line is one object ``{ts, level, event, room, peer, ip, details}`` (and ``node`` in a cluster). The admin
+panel reads the ring buffer, never the file, so a slow or full disk cannot stall it. Writing a line is a small
+synchronous append flushed at once: a crash loses at most the line being written, and the cost on the event loop is
+one ``write`` syscall. Disk errors are reported on the console and never reach the caller, because losing a log
+line must not take a join or an admin action down with it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -25,7 +26,12 @@ _console = logging.getLogger("ghosttalk.events")
 
 
 class EventLog:
-    def __init__(self, path: Path, *, max_bytes: int = 5_000_000, backups: int = 3, ring_size: int = 1000) -> None:
+    def __init__(
+        self, path: Path, *, max_bytes: int = 5_000_000, backups: int = 3, ring_size: int = 1000,
+        node: str | None = None,
+    ) -> None:
+        """``node``: this server's node id in a cluster, stamped on every event so that the cluster's merged
+        list (ghosttalk.cluster) says where each happened."""
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         if backups < 0:
@@ -38,6 +44,9 @@ class EventLog:
         self._size = 0
         # One console warning per failure streak: a full disk would otherwise print a warning per event.
         self._failing = False
+        self.node = node
+        # Called with each event as written (the cluster copies them to Redis).
+        self.listeners: list[Callable[[dict[str, object]], None]] = []
 
     def emit(
         self,
@@ -58,13 +67,18 @@ class EventLog:
             "ip": ip,
             "details": details,
         }
+        if self.node is not None:
+            record["node"] = self.node
         try:
             line = orjson.dumps(record, default=str) + b"\n"
         except TypeError as exc:
             # Only a detail orjson cannot encode even through str() gets here; keep the event, drop details.
             record["details"] = {"unencodable": str(exc)}
             line = orjson.dumps(record) + b"\n"
-        self._ring.append(orjson.loads(line))
+        written = orjson.loads(line)
+        self._ring.append(written)
+        for listener in self.listeners:
+            listener(written)
         _console.log(LEVELS[str(record["level"])], "%s", line[:-1].decode())
         self._write(line)
 

@@ -82,8 +82,25 @@ class _LiveCollector(Collector):
         yield build
 
 
+class _NodeLabelled(Collector):
+    """Every series of ``registry`` with ``node="<id>"`` added: in a cluster, each node's figures stay apart
+    however the scrapes are gathered."""
+
+    def __init__(self, registry: CollectorRegistry, node: str) -> None:
+        self._registry = registry
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            labelled.samples = [sample._replace(labels={**sample.labels, "node": self._node})
+                                for sample in metric.samples]
+            yield labelled
+
+
 class Metrics:
-    def __init__(self, live: Callable[[], LiveStats]) -> None:
+    def __init__(self, live: Callable[[], LiveStats], node: str | None = None) -> None:
+        """``node``: this server's node id in a cluster, added to every series as the label ``node``."""
         self.registry = CollectorRegistry()
         self.joins = Counter("ghosttalk_joins", "People who joined a room", registry=self.registry)
         self.leaves = Counter("ghosttalk_leaves", "People who left a room", registry=self.registry)
@@ -113,9 +130,13 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_LiveCollector(live))
+        self._exposed = self.registry
+        if node is not None:
+            self._exposed = CollectorRegistry()
+            self._exposed.register(_NodeLabelled(self.registry, node))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
 
 
 METRICS = web.AppKey("metrics", Metrics)

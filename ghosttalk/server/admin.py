@@ -24,11 +24,12 @@ import jinja2
 import orjson
 from aiohttp import web
 
+from ghosttalk.cluster import CallFailed
 from ghosttalk.ops.bans import BANS, entry_text, normalise
 from ghosttalk.ops.eventlog import EVENTS
 from ghosttalk.ops.limits import KeyedRateLimiter
 from ghosttalk.ops.netaddr import client_ip, limit_key
-from ghosttalk.server.lifecycle import CONFIG, MEDIA, SHUTTING_DOWN, STARTED_AT
+from ghosttalk.server.lifecycle import CLUSTER, CONFIG, MEDIA, SHUTTING_DOWN, STARTED_AT
 from ghosttalk.server.overview import candidate_types, internals, snapshot
 from ghosttalk.server.rooms import ROOMS
 from ghosttalk.version import commit, version
@@ -179,25 +180,33 @@ class AdminPanel:
         app = request.app
         rooms = app[ROOMS]
         everyone = snapshot(rooms)
-        return _json(
-            {
-                "rooms": len(rooms.rooms),
-                "users": len(rooms.peers),
-                "uptime": round(time.time() - app[STARTED_AT], 1),
-                "started_at": app[STARTED_AT],
-                "version": version(),
-                "commit": commit(),
-                "shutting_down": app[SHUTTING_DOWN].is_set(),
-                "room_users": {room["room"]: len(room["peers"]) for room in everyone},
-                "candidate_types": candidate_types(rooms),
-                "bans": len(app[BANS].entries()),
-            }
-        )
+        stats: dict[str, object] = {
+            "rooms": len(rooms.rooms),
+            "users": len(rooms.peers),
+            "uptime": round(time.time() - app[STARTED_AT], 1),
+            "started_at": app[STARTED_AT],
+            "version": version(),
+            "commit": commit(),
+            "shutting_down": app[SHUTTING_DOWN].is_set(),
+            "room_users": {room["room"]: len(room["peers"]) for room in everyone},
+            "candidate_types": candidate_types(rooms),
+            "bans": len(app[BANS].entries()),
+        }
+        cluster = app.get(CLUSTER)
+        if cluster is not None:
+            # rooms, users and room_users stay this node's; nodes gives every node's load as last refreshed.
+            stats |= {"node": cluster.id, "redis": "ok" if cluster.link.up else "unreachable",
+                      "draining": cluster.draining, "nodes": cluster.nodes()}
+        return _json(stats)
 
     async def _logs(self, request: web.Request, params: Params) -> web.Response:
         text = params.get("n", str(DEFAULT_LOGS))
         if not text.isdecimal() or not 1 <= int(text) <= MAX_LOGS:
             return _error(400, f"n must be a whole number from 1 to {MAX_LOGS}")
+        cluster = request.app.get(CLUSTER)
+        if cluster is not None:
+            # Every node's, merged by time: each event says on which node it happened.
+            return _json(await cluster.recent_events(int(text)))
         # A bare array, oldest first, as the original answers: operators' scripts iterate it directly.
         return _json(request.app[EVENTS].recent(int(text)))
 
@@ -206,7 +215,12 @@ class AdminPanel:
         return _json(internals(request.app[ROOMS], request.app[MEDIA]))
 
     async def _rooms(self, request: web.Request, params: Params) -> web.Response:
-        return _json({"rooms": snapshot(request.app[ROOMS])})
+        cluster = request.app.get(CLUSTER)
+        if cluster is None:
+            return _json({"rooms": snapshot(request.app[ROOMS])})
+        rooms, silent = await cluster.rooms()
+        # Nodes that did not answer in time are named, so that a missing room is not mistaken for a closed one.
+        return _json({"rooms": rooms, "unreachable": silent})
 
     async def _bans(self, request: web.Request, params: Params) -> web.Response:
         return _json({"bans": request.app[BANS].entries()})
@@ -223,6 +237,9 @@ class AdminPanel:
         except OSError as exc:
             return _ban_file_failed(request, exc)
         disconnected = await request.app[ROOMS].disconnect_where(lambda ip: bans.matches(entry, ip), "banned")
+        cluster = request.app.get(CLUSTER)
+        if cluster is not None:
+            cluster.ban_changed(True, entry)  # the other nodes disconnect theirs within the second
         request.app[EVENTS].emit("ADMIN_BAN", ip=entry, admin_ip=self._ip(request), disconnected=disconnected)
         return _json({"ok": True, "banned": entry, "disconnected": disconnected})
 
@@ -239,6 +256,9 @@ class AdminPanel:
             return _ban_file_failed(request, exc)
         if not removed:
             return _error(404, f"{entry} is not banned")
+        cluster = request.app.get(CLUSTER)
+        if cluster is not None:
+            cluster.ban_changed(False, entry)
         request.app[EVENTS].emit("ADMIN_UNBAN", ip=entry, admin_ip=self._ip(request))
         return _json({"ok": True, "unbanned": entry})
 
@@ -247,9 +267,20 @@ class AdminPanel:
         if not PEER_ID.fullmatch(peer_id):
             return _error(400, "peer must be a peer id (letters, digits, '_' or '-', at most 64)")
         rooms = request.app[ROOMS]
+        cluster = request.app.get(CLUSTER)
         # Looked up before the kick, so the log line still says who and where.
         found = _find_peer(snapshot(rooms), peer_id)
-        if not await rooms.kick(peer_id, "kicked"):
+        if found is not None or cluster is None:
+            kicked = await rooms.kick(peer_id, "kicked")
+        else:
+            everywhere, _ = await cluster.rooms()
+            found = _find_peer(everywhere, peer_id)
+            node = _node_of(everywhere, peer_id)
+            try:
+                kicked = node is not None and await cluster.kick(node, peer_id)
+            except CallFailed as exc:
+                return _error(504, f"cannot kick {peer_id}: {exc}")
+        if not kicked:
             return _error(404, f"no connected peer {peer_id}")
         room, peer = found if found is not None else (None, {})
         request.app[EVENTS].emit(
@@ -277,6 +308,14 @@ def _find_peer(snapshot: list[dict[str, Any]], peer_id: str) -> tuple[str, dict[
         for peer in room["peers"]:
             if peer["id"] == peer_id:
                 return room["room"], peer
+    return None
+
+
+def _node_of(rooms: list[dict[str, Any]], peer_id: str) -> str | None:
+    """The node whose room has ``peer_id`` in it or waiting at its door."""
+    for room in rooms:
+        if any(entry["id"] == peer_id for entry in (*room["peers"], *room["lobby"])):
+            return str(room["node"])
     return None
 
 

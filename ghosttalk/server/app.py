@@ -19,7 +19,7 @@ from ghosttalk.ops.limits import KeyedRateLimiter
 from ghosttalk.ops.metrics import METRICS, Metrics, setup_metrics
 from ghosttalk.ops.security import security_headers
 from ghosttalk.server.admin import ADMIN_KEY, setup_admin
-from ghosttalk.server.lifecycle import setup_lifecycle
+from ghosttalk.server.lifecycle import CLUSTER, setup_lifecycle
 from ghosttalk.server.overview import live_stats
 from ghosttalk.server.pages import setup_pages
 from ghosttalk.server.rooms import ROOMS, RoomManager
@@ -59,13 +59,21 @@ def media_plane(config: Config, metrics: Metrics) -> MediaPlane:
 def create_app(config: Config) -> web.Application:
     """Build the application. Loading the ban list may raise ``BanFileError``, which stops startup."""
     app = web.Application(middlewares=[security_headers])
-    events = EventLog(config.log_file)
+    node = config.node_name if config.redis_url else None
+    events = EventLog(config.log_file, node=node)
     bans = BanList(config.ban_file)
     bans.load()
     rooms: RoomManager
-    metrics = Metrics(live=lambda: live_stats(rooms, media))
+    metrics = Metrics(live=lambda: live_stats(rooms, media), node=node)
     media = media_plane(config, metrics)
     rooms = RoomManager(config, events, metrics, media)
+    if config.redis_url:
+        # Only a clustered server loads redis-py and the cluster; on its own the server never imports them.
+        from ghosttalk.cluster.node import ClusterNode
+        from ghosttalk.server.clustering import NodeServer
+
+        cluster = app[CLUSTER] = ClusterNode(config, bans, events, NodeServer(app))
+        rooms.destroyed.append(cluster.room_closed)
 
     app[EVENTS] = events
     app[BANS] = bans

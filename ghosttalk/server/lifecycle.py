@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -16,27 +17,42 @@ from ghosttalk.ops.eventlog import EVENTS
 from ghosttalk.server.rooms import ROOMS
 from ghosttalk.version import commit, version
 
+if TYPE_CHECKING:
+    # Only a clustered server loads the cluster (and redis-py): app.py makes the node when --redis-url is set.
+    from ghosttalk.cluster.node import ClusterNode
+
 # Declared here rather than beside Config: config.py stays free of aiohttp (``ghosttalk --help`` is fast).
 CONFIG = web.AppKey("config", Config)
 MEDIA = web.AppKey("media", MediaPlane)
 # Set when SIGTERM arrives: /healthz answers 503 and new joins are refused while rooms drain.
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
 STARTED_AT = web.AppKey("started_at", float)
+# This server's node in a cluster; absent when it runs on its own.
+CLUSTER: web.AppKey[ClusterNode] = web.AppKey("cluster")
 
 
 async def healthz(request: web.Request) -> web.Response:
+    cluster = request.app.get(CLUSTER)
     if request.app[SHUTTING_DOWN].is_set():
         status = "shutting down"
     elif not request.app[MEDIA].alive:
         status = "media socket closed"  # no call can carry audio: a load balancer must stop sending people here
+    elif cluster is not None and cluster.draining:
+        status = "draining"  # its calls go on; new people are better sent to another node
     else:
         status = "ok"
     body = {"status": status, "version": version(), "commit": commit()}
+    if cluster is not None:
+        # Redis away alone keeps 200: calls go on and this node's rooms still take joins.
+        body |= {"node": cluster.id, "redis": "ok" if cluster.link.up else "unreachable"}
     return web.Response(body=orjson.dumps(body), status=200 if status == "ok" else 503, content_type="application/json")
 
 
 async def _media(app: web.Application) -> AsyncIterator[None]:
     await app[MEDIA].start()
+    cluster = app.get(CLUSTER)
+    if cluster is not None:
+        await cluster.start()
     yield
     await _close_media(app)
     app[EVENTS].close()
@@ -50,8 +66,14 @@ async def _on_shutdown(app: web.Application) -> None:
 
 async def _close_media(app: web.Application) -> None:
     """Every connection first (the rooms tell their members), then the socket they share. Shutdown and
-    cleanup both get here, one after the other: the first one closes, the second finds it done."""
+    cleanup both get here, one after the other: the first one closes, the second finds it done. A cluster node
+    leaves the room directory before its people are told to rejoin, so that they rejoin elsewhere."""
+    cluster = app.get(CLUSTER)
+    if cluster is not None:
+        await cluster.leave()
     await app[ROOMS].close()
+    if cluster is not None:
+        await cluster.close()
     app[MEDIA].close()
 
 

@@ -8,6 +8,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -17,7 +18,11 @@ from ghosttalk.media.aiortc_adapter import check_pinned_versions
 from ghosttalk.ops.bans import BanFileError
 from ghosttalk.server.admin import ADMIN_KEY
 from ghosttalk.server.app import create_app
+from ghosttalk.server.lifecycle import CLUSTER
 from ghosttalk.version import commit, version
+
+if TYPE_CHECKING:
+    from ghosttalk.cluster.node import ClusterNode
 
 logger = logging.getLogger("ghosttalk")
 
@@ -63,7 +68,8 @@ async def _run(config: Config, config_file: Path | None) -> int:
         return 2
     runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    # Clustered nodes may share the port (--workers: one node per core; the kernel spreads the connections).
+    site = web.TCPSite(runner, config.host, config.port, reuse_port=config.redis_url is not None)
     try:
         await site.start()
     except OSError as exc:
@@ -78,13 +84,36 @@ async def _run(config: Config, config_file: Path | None) -> int:
         print(f"ghosttalk: no admin key configured; generated one for this run: {app[ADMIN_KEY]}", flush=True)
 
     stop = asyncio.Event()
+    terminated = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, _terminate, terminated, stop)
     await stop.wait()
+    cluster = app.get(CLUSTER)
+    if cluster is not None and terminated.is_set():
+        await _drain(cluster, config.drain_timeout, stop)
     logger.info("shutting down")
     await runner.cleanup()
     return 0
+
+
+def _terminate(terminated: asyncio.Event, stop: asyncio.Event) -> None:
+    terminated.set()
+    stop.set()
+
+
+async def _drain(cluster: ClusterNode, timeout: float, stop: asyncio.Event) -> None:
+    """SIGTERM on a clustered node: its calls go on until they end or ``timeout``; a second SIGTERM or SIGINT
+    ends the drain at once. Then its pages are told to rejoin, and land on other nodes."""
+    stop.clear()
+    drained = asyncio.create_task(cluster.drain(timeout))
+    interrupted = asyncio.create_task(stop.wait())
+    await asyncio.wait({drained, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+    interrupted.cancel()
+    if not drained.done():
+        logger.info("drain cut short")
+        drained.cancel()
+        await asyncio.gather(drained, return_exceptions=True)
 
 
 def serve(config: Config, config_file: Path | None = None) -> int:

@@ -141,6 +141,8 @@ class RoomManager:
         self._media = media
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        # Called with a room's id once it is gone (a cluster node takes it out of the room directory).
+        self.destroyed: list[Callable[[str], None]] = []
 
     # Lifecycle.
 
@@ -330,6 +332,8 @@ class RoomManager:
             return
         del self.rooms[room.id]
         self.events.emit("ROOM_DESTROY", room=room.id)
+        for listener in self.destroyed:
+            listener(room.id)
 
     def chat(self, peer: Peer, message: Chat) -> None:
         """Pass ``peer``'s chat message to the rest of its room, and keep nothing of it. Raises

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol
 
 import orjson
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from ghosttalk.cluster import ClusterUnavailable
 from ghosttalk.config import Config
 from ghosttalk.contract import (
     CHAT_BURST,
@@ -49,7 +50,7 @@ from ghosttalk.ops.metrics import METRICS, Metrics
 from ghosttalk.ops.netaddr import client_ip, limit_key, origin_allowed
 from ghosttalk.server import host_actions
 from ghosttalk.server.hosting import Knock
-from ghosttalk.server.lifecycle import CONFIG, SHUTTING_DOWN
+from ghosttalk.server.lifecycle import CLUSTER, CONFIG, SHUTTING_DOWN
 from ghosttalk.server.rooms import ROOMS, JoinRefused, Peer, RoomManager
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,20 @@ class ConnectionCounter:
                 self._open[ip] = remaining
             else:
                 del self._open[ip]
+
+
+class SignalingSocket(Protocol):
+    """What a session needs of the page's socket: a WebSocket here, or, for a page whose WebSocket landed on
+    another node of a cluster, that node's frames brought through Redis (ghosttalk.cluster.bridge)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def __aiter__(self) -> AsyncIterator[WSMessage]: ...
+
+    async def send_str(self, data: str) -> None: ...
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
 
 CONNECTIONS = web.AppKey("connections", ConnectionCounter)
@@ -114,6 +129,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return _refuse_over_limit(app, ip, key, "connections", "too many connections from your address")
     if not app[JOIN_RATE].take(key):
         return _refuse_over_limit(app, ip, key, "join_rate", "too many joins from your address; wait a moment")
+    cluster = app.get(CLUSTER)
+    owner: str | None = None  # another node of the cluster, when the room lives there
+    if cluster is not None:
+        try:
+            owner = await cluster.route(room_id)
+        except ClusterUnavailable as exc:
+            app[METRICS].signaling_errors.labels(kind="cluster_unavailable").inc()
+            return web.Response(status=503, text=f"{exc}\n")
 
     with connections.hold(key):
         ws = web.WebSocketResponse(
@@ -127,8 +150,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             compress=False,
         )
         await ws.prepare(request)
-        session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
-        await session.run(room_id, name, ip, key_check)
+        if cluster is not None and owner is not None:
+            await cluster.bridge(ws, owner, room_id, name, ip, key_check)
+        else:
+            session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
+            await session.run(room_id, name, ip, key_check)
     return ws
 
 
@@ -142,7 +168,7 @@ def _refuse_over_limit(app: web.Application, ip: str, key: str, limit: str, text
 
 class SignalingSession:
     def __init__(
-        self, ws: web.WebSocketResponse, rooms: RoomManager, metrics: Metrics, events: EventLog, config: Config
+        self, ws: SignalingSocket, rooms: RoomManager, metrics: Metrics, events: EventLog, config: Config
     ) -> None:
         self.ws = ws
         self.rooms = rooms

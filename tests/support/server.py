@@ -53,11 +53,19 @@ class ServerProcess:
         ]
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        return self.launch().wait_healthy(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for it (several servers boot in parallel, then wait_healthy)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()
+        return self
+
+    def wait_healthy(self, timeout: float = 20.0) -> ServerProcess:
+        assert self.proc is not None, "launch() first"
         try:
             wait_until_healthy(self.proc, self.url, timeout, self.console)
         except RuntimeError:
