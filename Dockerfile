@@ -42,7 +42,8 @@ USER ghosttalk
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080/tcp 50000/udp
-# The server closes sessions and exits within 5 s of SIGTERM, inside Docker's default 10 s grace.
+# A single server closes sessions and exits within 5 s of SIGTERM, inside Docker's default 10 s grace; a clustered
+# node (REDIS_URL) drains first, for up to DRAIN_TIMEOUT: give it a stop_grace_period longer than that.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["docker-entrypoint.sh", "healthcheck"]

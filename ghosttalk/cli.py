@@ -187,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_main(args)
     # Settings first: a bad value is reported at once, before the server's imports take their second.
     resolved = parse_settings(args)
+    if resolved.config.workers > 1:
+        # This process only starts and watches the nodes: it never loads the server (nor aiohttp, nor aiortc).
+        from ghosttalk.server.supervisor import supervise
+
+        return supervise(resolved, args)
     # The server's imports keep out what it never uses (FFmpeg, an mDNS resolver, the CA store of aiohttp's client).
     from ghosttalk.server.footprint import load_serve
 

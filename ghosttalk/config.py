@@ -372,7 +372,8 @@ class Config:
         unset="host name and UDP port"))
     workers: int = field(default=1, metadata=setting(
         "workers", "nodes to start on this machine, one per core: they share the HTTP port and take consecutive "
-        "UDP ports from `rtc-udp-port`; more than one needs `redis-url`", positive_whole))
+        "UDP ports from `rtc-udp-port`, each keeping its files in `data-dir/<node id>`; a node that dies is started "
+        "again; more than one needs `redis-url`", positive_whole))
     drain_timeout: float = field(default=600.0, metadata=setting(
         "drain-timeout", "a clustered node's calls may go on this long after SIGTERM before their pages are sent "
         "to other nodes (close 1001)", non_negative_number, unit="s"))

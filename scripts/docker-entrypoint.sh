@@ -7,7 +7,7 @@
 #   docker run ghosttalk sh                      any other command runs as given
 #
 # ghosttalk reads every setting from its environment variable itself (a flag beats it), so nothing here
-# lists settings. That also keeps secrets (ADMIN_KEY, TURN_PASS, TURN_SECRET) out of the process list:
+# lists settings. That also keeps secrets (ADMIN_KEY, TURN_PASS, TURN_SECRET, REDIS_URL) out of the process list:
 # a process's arguments are readable by every user on the host, its environment is not.
 set -euo pipefail
 

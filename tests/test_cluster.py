@@ -201,6 +201,8 @@ async def test_stats_healthz_and_metrics_speak_for_the_node(cluster: Cluster, ht
     series = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert series
     assert all('node="node2"' in line for line in series)
+    assert 'ghosttalk_redis_up{node="node2"} 1.0' in series
+    assert 'ghosttalk_cluster_nodes{node="node2"} 3.0' in series
 
 
 async def test_a_new_room_waits_when_no_node_can_take_it(tmp_path: Path) -> None:

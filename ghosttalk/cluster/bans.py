@@ -11,6 +11,7 @@ the meantime, which ``ghosttalk:unbanned`` remembers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -35,6 +36,9 @@ class ClusterBans:
         self._added = added
         self._pending: list[tuple[bool, str]] = []  # (banned?, entry) made here and not yet in Redis
         self._merged = False  # this node's file has gone into the cluster's list since it started
+        # The tick, an announcement and an admin's change may all sync at once: one at a time, or a pending change
+        # could be written twice and another dropped.
+        self._lock = asyncio.Lock()
 
     @property
     def in_sync(self) -> bool:
@@ -47,6 +51,10 @@ class ClusterBans:
     async def sync(self) -> bool:
         """Write this node's changes, merge its file if Redis needs it, and mirror the cluster's list. Returns
         whether this node changed the cluster's list (the others are then told). Raises ``RedisError``."""
+        async with self._lock:
+            return await self._sync()
+
+    async def _sync(self) -> bool:
         wrote = bool(self._pending)
         while self._pending:
             banned, entry = self._pending[0]

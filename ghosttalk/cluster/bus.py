@@ -52,6 +52,10 @@ class _Mailer:
             return False
         return True
 
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
     async def emptied(self) -> None:
         await self._queue.join()
 
@@ -87,13 +91,14 @@ class Bus:
         self._link = link
         self._deliver = deliver
         self._mailers: dict[str, _Mailer] = {}
+        self._forgotten_drops = 0  # dropped by mailers since forgotten, so that the count never goes down
         self._calls: dict[str, asyncio.Future[Any]] = {}
 
     @property
     def dropped(self) -> int:
         """Messages given up on: the destination did not take them within DELIVERY_SECONDS, or its mailbox was
         full."""
-        return sum(mailer.dropped for mailer in self._mailers.values())
+        return self._forgotten_drops + sum(mailer.dropped for mailer in self._mailers.values())
 
     def send(self, node_id: str, message: Message) -> bool:
         """Queue ``message`` for ``node_id``, signed ``from`` this node; False when its mailbox is full (the
@@ -112,6 +117,7 @@ class Bus:
         mailer = self._mailers.pop(node_id, None)
         if mailer is not None:
             mailer.task.cancel()
+            self._forgotten_drops += mailer.dropped + mailer.waiting
 
     async def publish(self, channel: str, message: Message) -> None:
         """One message to every node listening on ``channel``, now or never (raises ``RedisError``)."""

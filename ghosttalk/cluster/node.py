@@ -14,12 +14,14 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -65,6 +67,10 @@ class LocalServer(Protocol):
 
     async def disconnect_banned(self, entries: list[str]) -> int: ...
 
+    async def evict(self, room_id: str, reason: str) -> None:
+        """Tell everyone in ``room_id`` to rejoin (1001): the room lives on another node now."""
+        ...
+
     async def serve(self, socket: RemoteSocket, request: OpenRequest) -> None:
         """Run a bridged page's signaling session here, as for a local page, until it ends."""
         ...
@@ -74,6 +80,25 @@ def _where(url: str) -> str:
     """The Redis URL without its password, for logs."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+class ClusterFigures(Collector):
+    """The node's part in the cluster, on /metrics: read when scraped, like the media plane's figures."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self._node
+        yield GaugeMetricFamily("ghosttalk_redis_up", "Whether this node reaches Redis now", value=int(node.link.up))
+        yield GaugeMetricFamily("ghosttalk_cluster_nodes", "Live nodes this node knows of, itself included",
+                                value=len(node.registry.live.keys() | {node.id}))
+        yield GaugeMetricFamily("ghosttalk_bridged_sessions",
+                                "Pages whose WebSocket is on this node and whose room lives on another",
+                                value=node.bridged)
+        yield CounterMetricFamily("ghosttalk_cluster_messages_dropped",
+                                  "Messages to other nodes given up on (not taken within 10 s, or a full mailbox)",
+                                  value=node.bus.dropped)
 
 
 class ClusterNode:
@@ -231,11 +256,26 @@ class ClusterNode:
         socket = RemoteSocket(send)
         self._remotes[(origin, session)] = socket
         try:
+            if not await self._owns(request.room):
+                # The directory changed between the page's node asking and this node hearing: never open a second
+                # copy of a room that lives elsewhere. The page rejoins and is sent to the right node.
+                await socket.close(code=CloseCode.GOING_AWAY, message=b"the room moved to another server; rejoining")
+                return
             await self.server.serve(socket, request)
         finally:
             del self._remotes[(origin, session)]
             if not socket.closed:
                 await socket.close(code=CloseCode.GOING_AWAY, message=b"left")
+
+    async def _owns(self, room_id: str) -> bool:
+        if self.server.hosts(room_id):
+            return True
+        try:
+            owner = await self.placement.place(room_id)
+        except (RedisError, OSError) as exc:
+            self.link.failed(exc)
+            return False
+        return owner == self.id
 
     async def _answer(self, message: Message) -> None:
         method, args, origin = message.get("m"), message.get("a"), message.get("from")
@@ -333,9 +373,11 @@ class ClusterNode:
         self.me.cpu = self._cpu_percent()
         try:
             if await self.registry.register(self.me):
-                lost = await self.placement.claim(self.server.room_ids())
-                if lost:
-                    logger.warning("rooms placed on other nodes while this one was out of touch: %s", ", ".join(lost))
+                for lost in await self.placement.claim(self.server.room_ids()):
+                    # Placed elsewhere while this node was out of touch, and people are there now: one room must
+                    # not go on in two places, so these people rejoin theirs.
+                    logger.warning("room %s moved to another node while this one was out of touch", lost)
+                    self._spawn(self.server.evict(lost, "the room moved to another server; rejoining"))
             for dead in await self.placement.reap():
                 self.events.emit("NODE_DEAD", level="warning", dead_node=dead)
             await self.registry.read()

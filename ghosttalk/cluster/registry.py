@@ -9,6 +9,7 @@ a registration it cannot read, or one Redis lost in a restart, is not a dead nod
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from ghosttalk.cluster.link import reply
 
 REFRESH_SECONDS = 1.0
 NODE_TTL_SECONDS = 5.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -77,6 +80,7 @@ class NodeRegistry:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self.live: dict[str, NodeInfo] = {}
+        self._warned = False
 
     async def register(self, me: NodeInfo) -> bool:
         """Write (or refresh) this node's registration. True when it was missing: the first time, or after Redis
@@ -84,12 +88,16 @@ class NodeRegistry:
         me.seen = time.time()
         key = keys.node(me.id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.exists(key)
+            pipe.hget(key, "boot")
             pipe.hset(key, mapping=me.fields())
             pipe.pexpire(key, int(NODE_TTL_SECONDS * 1000))
             pipe.sadd(keys.NODES, me.id)
-            existed, *_ = await pipe.execute()
-        return not existed
+            boot, *_ = await pipe.execute()
+        if boot is not None and boot != me.boot and not self._warned:
+            # Two processes refreshing one registration would share rooms and each other's mail.
+            logger.error("node id %s is in use by another running node: give each node its own --node-id", me.id)
+            self._warned = True
+        return boot is None
 
     async def deregister(self, node_id: str) -> None:
         await reply(self._redis.delete(keys.node(node_id)))

@@ -69,11 +69,12 @@ def create_app(config: Config) -> web.Application:
     rooms = RoomManager(config, events, metrics, media)
     if config.redis_url:
         # Only a clustered server loads redis-py and the cluster; on its own the server never imports them.
-        from ghosttalk.cluster.node import ClusterNode
+        from ghosttalk.cluster.node import ClusterFigures, ClusterNode
         from ghosttalk.server.clustering import NodeServer
 
         cluster = app[CLUSTER] = ClusterNode(config, bans, events, NodeServer(app))
         rooms.destroyed.append(cluster.room_closed)
+        metrics.registry.register(ClusterFigures(cluster))
 
     app[EVENTS] = events
     app[BANS] = bans

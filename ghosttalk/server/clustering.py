@@ -44,6 +44,13 @@ class NodeServer:
 
         return await self._app[ROOMS].disconnect_where(banned, "banned")
 
+    async def evict(self, room_id: str, reason: str) -> None:
+        rooms = self._app[ROOMS]
+        room = rooms.rooms.get(room_id)
+        if room is not None:
+            for peer in list(room.peers.values()):
+                await rooms.kick(peer.id, reason, CloseCode.GOING_AWAY)
+
     async def serve(self, socket: RemoteSocket, request: OpenRequest) -> None:
         app = self._app
         try:
