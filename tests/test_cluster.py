@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+import redis
 
 from ghosttalk.client.participant import Client, ClientOptions, JoinError
 from tests.support.adminapi import admin, closed, join_status, raw_join
@@ -222,3 +223,22 @@ async def test_a_new_room_waits_when_no_node_can_take_it(tmp_path: Path) -> None
             await Client(node.url, "nowhere", "b").connect(timeout=10)
     finally:
         node.stop()
+
+
+async def test_a_room_that_never_opens_gives_its_place_back(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    """A request for a room that places it and then never becomes a session (here: no WebSocket upgrade at all)
+    must not leave the room in the directory for ever."""
+    directory = redis.Redis.from_url(cluster.redis.url, decode_responses=True)
+    try:
+        async with http.get(f"{cluster.nodes[1].url}/ws", params={"room": "phantom", "name": "x"}) as response:
+            assert response.status == 400  # not an upgrade: refused after the room was placed
+        await eventually(lambda: directory.hget("ghosttalk:rooms", "phantom"), 5, what="the place given back",
+                         until=lambda owner: owner is None)
+        # A real room keeps its place while it is open, and gives it back when it closes.
+        member = await Client(cluster.nodes[1].url, "real", "m").connect(timeout=20)
+        assert directory.hget("ghosttalk:rooms", "real") is not None
+        await member.close()
+        await eventually(lambda: directory.hget("ghosttalk:rooms", "real"), 5, what="the room's place given back",
+                         until=lambda owner: owner is None)
+    finally:
+        directory.close()

@@ -13,7 +13,7 @@ import logging
 import secrets
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Coroutine, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -126,6 +126,7 @@ class ClusterNode:
         self.draining = False
         self._bridges: dict[str, BridgedSession] = {}
         self._remotes: dict[tuple[str, str], RemoteSocket] = {}
+        self._sessions: Counter[str] = Counter()  # sessions on their way into each room on this node
         self._unsent_events: deque[dict[str, object]] = deque(maxlen=EVENTS_KEPT)
         self._ban_sync_wanted = True
         self._ticks = 0
@@ -190,6 +191,21 @@ class ClusterNode:
         if owner is None:
             raise ClusterUnavailable("no server can take a new room right now; try again in a moment")
         return None if owner == self.id else owner
+
+    @contextlib.contextmanager
+    def placed_while(self, room_id: str) -> Iterator[None]:
+        """Keep ``room_id``'s place in the directory while sessions for it are here; once the last one ends,
+        release it unless the room opened on this node (a room that never opened must not hold a place that
+        nothing would ever give back)."""
+        self._sessions[room_id] += 1
+        try:
+            yield
+        finally:
+            self._sessions[room_id] -= 1
+            if not self._sessions[room_id]:
+                del self._sessions[room_id]
+                if not self.server.hosts(room_id):
+                    self._spawn(self._release(room_id))
 
     def room_closed(self, room_id: str) -> None:
         """The room emptied and is gone from this node: it no longer lives anywhere."""
@@ -256,16 +272,20 @@ class ClusterNode:
         socket = RemoteSocket(send)
         self._remotes[(origin, session)] = socket
         try:
-            if not await self._owns(request.room):
-                # The directory changed between the page's node asking and this node hearing: never open a second
-                # copy of a room that lives elsewhere. The page rejoins and is sent to the right node.
-                await socket.close(code=CloseCode.GOING_AWAY, message=b"the room moved to another server; rejoining")
-                return
-            await self.server.serve(socket, request)
+            with self.placed_while(request.room):
+                await self._serve_owned(socket, request)
         finally:
             del self._remotes[(origin, session)]
             if not socket.closed:
                 await socket.close(code=CloseCode.GOING_AWAY, message=b"left")
+
+    async def _serve_owned(self, socket: RemoteSocket, request: OpenRequest) -> None:
+        if not await self._owns(request.room):
+            # The directory changed between the page's node asking and this node hearing: never open a second
+            # copy of a room that lives elsewhere. The page rejoins and is sent to the right node.
+            await socket.close(code=CloseCode.GOING_AWAY, message=b"the room moved to another server; rejoining")
+            return
+        await self.server.serve(socket, request)
 
     async def _owns(self, room_id: str) -> bool:
         if self.server.hosts(room_id):

@@ -130,14 +130,27 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if not app[JOIN_RATE].take(key):
         return _refuse_over_limit(app, ip, key, "join_rate", "too many joins from your address; wait a moment")
     cluster = app.get(CLUSTER)
-    owner: str | None = None  # another node of the cluster, when the room lives there
-    if cluster is not None:
+    if cluster is None:
+        return await _serve(request, room_id, name, ip, key_check)
+    # While a session for the room is on its way here, its place in the cluster's directory is kept; when the
+    # last one ends and the room never opened here (refused, or gone before joining), the place is given up.
+    with cluster.placed_while(room_id):
         try:
             owner = await cluster.route(room_id)
         except ClusterUnavailable as exc:
             app[METRICS].signaling_errors.labels(kind="cluster_unavailable").inc()
             return web.Response(status=503, text=f"{exc}\n")
+        return await _serve(request, room_id, name, ip, key_check, owner)
 
+
+async def _serve(
+    request: web.Request, room_id: str, name: str, ip: str, key_check: str | None, owner: str | None = None
+) -> web.WebSocketResponse:
+    """Upgrade and run the session here, or, when its room lives on node ``owner``, bridge it there."""
+    app = request.app
+    config = app[CONFIG]
+    key = limit_key(ip)
+    connections = app[CONNECTIONS]
     with connections.hold(key):
         ws = web.WebSocketResponse(
             heartbeat=config.ws_ping_interval, receive_timeout=config.ws_read_timeout,
@@ -150,8 +163,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             compress=False,
         )
         await ws.prepare(request)
-        if cluster is not None and owner is not None:
-            await cluster.bridge(ws, owner, room_id, name, ip, key_check)
+        if owner is not None:
+            await app[CLUSTER].bridge(ws, owner, room_id, name, ip, key_check)
         else:
             session = SignalingSession(ws, app[ROOMS], app[METRICS], app[EVENTS], config)
             await session.run(room_id, name, ip, key_check)
