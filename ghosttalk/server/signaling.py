@@ -3,6 +3,9 @@ join, dispatch, leave.
 
 Everything a client can get wrong is answered: before the upgrade with a status and a plain-text reason,
 afterwards with ``error {message}`` while the session goes on. Frames over 64 KiB close the socket (1009).
+
+In a cluster, a socket whose room lives on another node is bridged there (ghosttalk.cluster.bridge), where the
+same :class:`SignalingSession` runs over a :class:`SignalingSocket` fed through Redis.
 """
 
 from __future__ import annotations
