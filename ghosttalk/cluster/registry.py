@@ -3,7 +3,7 @@ refreshed every second with a TTL, and the view of the live nodes every node kee
 
 A node that stops refreshing (killed, frozen, cut off) expires after ``NODE_TTL_SECONDS``; the next reap
 (placement.py) releases its rooms within the second after that, so a dead node is declared dead within about
-six seconds of its last refresh. A node never declares another dead while its own link to Redis is in doubt:
+five seconds of its last refresh. A node never declares another dead while its own link to Redis is in doubt:
 a registration it cannot read, or one Redis lost in a restart, is not a dead node.
 """
 
@@ -20,7 +20,7 @@ from ghosttalk.cluster import keys
 from ghosttalk.cluster.link import reply
 
 REFRESH_SECONDS = 1.0
-NODE_TTL_SECONDS = 5.0
+NODE_TTL_SECONDS = 4.0
 
 logger = logging.getLogger(__name__)
 
