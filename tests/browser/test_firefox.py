@@ -17,7 +17,9 @@ from tests.browser.conftest import TONES
 from tests.support.browser.chromium import ARTIFACTS, Person, join, new_room
 from tests.support.browser.firefox import Firefox, FirefoxPerson, join_firefox, running_firefox
 from tests.support.browser.probes import OnPage, inbound_totals, live_inbound, spectrum
+from tests.support.cluster import Cluster
 from tests.support.eventually import eventually_sync
+from tests.support.redis import RedisServer
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -286,3 +288,24 @@ def test_a_firefox_newcomer_waits_in_the_lobby_until_the_chromium_host_admits_it
     finally:
         ann.context.close()
 
+
+
+def test_firefox_bridged_through_another_cluster_node_hears_chromium(
+    firefox: Firefox, browsers: dict[str, Browser], tmp_path: Path
+) -> None:
+    """A cluster of two nodes: Ann's page reaches node1, where the room is placed; Fox's reaches node2, which
+    carries its signaling to node1 through Redis while Firefox sends its media straight to node1's UDP port."""
+    with RedisServer(tmp_path / "redis") as redis, Cluster(tmp_path, redis, nodes=2) as cluster:
+        room = new_room("foxes")
+        ann = join(browsers["Ann"], cluster.nodes[0].url, room, "Ann")
+        fox = join_firefox(firefox, cluster.nodes[1].url, room, "Fox", FOX_HZ)
+        try:
+            wait_count([fox, ann], 2)
+            assert cluster.room_node(room) == "node1"
+            wait_hears(ann, "Fox")
+            wait_hears(fox, "Ann")
+        finally:
+            fox.leave()
+            ann.context.close()
+        assert firefox.page_errors(cluster.nodes[1].url) == []
+        assert ann.errors == []
