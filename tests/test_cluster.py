@@ -134,6 +134,24 @@ async def test_bridged_session_keeps_the_rooms_limits(cluster: Cluster, http: ai
         await host.close()
 
 
+async def test_frames_right_behind_the_join_reach_the_room(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    """A bridged page that sends before its room_state arrives: nothing it sent is lost or refused."""
+    host = await raw_join(http, cluster.nodes[0], "eager", "host")
+    try:
+        eager = await http.ws_connect(cluster.nodes[1].ws_url("eager", "eager"))
+        for muted in (True, False, True):
+            await eager.send_str(f'{{"type": "mute", "muted": {str(muted).lower()}}}')
+        seen = []
+        async with asyncio.timeout(5):
+            while len([m for m in seen if m["type"] == "peer_update"]) < 3:
+                seen.append(await eager.receive_json())
+        assert seen[0]["type"] == "room_state"
+        assert [m["peer"]["muted"] for m in seen if m["type"] == "peer_update"] == [True, False, True]
+        await eager.close()
+    finally:
+        await host.close()
+
+
 async def test_ban_on_one_node_refuses_on_every_node(cluster: Cluster, http: aiohttp.ClientSession) -> None:
     first, second, third = cluster.nodes
     victim = await raw_join(http, second, "banned-room", "victim", forwarded_for="203.0.113.7")

@@ -257,13 +257,15 @@ class ClusterNode:
         elif kind == "open":
             request = OpenRequest.parse(message)
             if request is not None:
-                self._spawn(self._serve_remote(request))
+                self._open_remote(request)
         elif kind == "call":
             self._spawn(self._answer(message))
         elif kind == "reply":
             self.bus.answer(message)
 
-    async def _serve_remote(self, request: OpenRequest) -> None:
+    def _open_remote(self, request: OpenRequest) -> None:
+        """Registered at once, before the session's task first runs: the page's next frames may already be on
+        their way, right behind the ``open``."""
         origin, session = request.origin, request.session
 
         def send(message: Message) -> None:
@@ -271,6 +273,10 @@ class ClusterNode:
 
         socket = RemoteSocket(send)
         self._remotes[(origin, session)] = socket
+        self._spawn(self._serve_remote(request, socket))
+
+    async def _serve_remote(self, request: OpenRequest, socket: RemoteSocket) -> None:
+        origin, session = request.origin, request.session
         try:
             with self.placed_while(request.room):
                 await self._serve_owned(socket, request)
