@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from ghosttalk.client.participant import JoinError
+from tests.browser.test_admin_cluster import cluster_answers
 from tests.support.eventually import eventually_sync
 from tests.support.headless import HeadlessPeople
 from tests.support.server import ROOT, ServerProcess
@@ -22,7 +23,6 @@ I18N = ROOT / "web" / "static" / "i18n"
 # What the page shows that is not the panel's words: names, ids, addresses, the server's own log lines, and
 # the language selector's options (each in its own language).
 DATA = "#events, .mono, td.name, .room-name, footer, #lang-select"
-
 
 
 @pytest.fixture(autouse=True)
@@ -86,8 +86,11 @@ def test_the_panel_speaks_the_language_chosen_on_the_other_pages(
         assert page.evaluate("document.documentElement.lang") == "zh-CN"
         assert page.title() == "GhostTalk 管理"
         assert page.inner_text("h1") == "GhostTalk 管理"
-        headings = page.eval_on_selector_all("h2", "nodes => nodes.map(n => n.textContent)")
-        assert headings[1:] == ["服务器", "房间", "封禁", "最近事件"]
+        # The sign-in form's heading and a cluster's Nodes are hidden.
+        headings = page.eval_on_selector_all(
+            "h2", "nodes => nodes.filter(n => n.checkVisibility()).map(n => n.textContent)"
+        )
+        assert headings == ["服务器", "房间", "封禁", "最近事件"]
         assert "2 人" in page.inner_text(f"#rooms article[data-room='{ROOM}'] h3")
         assert "未加密" in page.inner_text(f"#rooms article[data-room='{ROOM}'] h3")
         assert page.inner_text(f"{row} button[data-action='kick']") == "踢出"
@@ -146,5 +149,31 @@ def test_the_host_the_lock_and_the_lobby_in_chinese(
         page.wait_for_selector(f"{room} .lobby", state="detached", timeout=10_000)
         with pytest.raises(JoinError, match="removed by the operator"):
             joins.result(timeout=10)
+    finally:
+        context.close()
+
+
+def test_a_clusters_nodes_in_chinese(browser: Browser, server: ServerProcess, headless: HeadlessPeople) -> None:
+    """The cluster's parts of the panel (its answers faked in every state worth a word: a node cut off from
+    Redis and draining, one gone quiet, rooms missing) say nothing in English either."""
+    headless.join(ROOM, "安")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route(re.compile(r"/admin\?action="), cluster_answers)
+    try:
+        page = context.new_page()
+        page.add_init_script("localStorage.setItem('ghosttalk.lang', JSON.stringify('zh'))")
+        page.goto(f"{server.url}/admin#key={server.admin_key}")
+        page.wait_for_selector(f"#rooms article[data-room='{ROOM}'] .room-node")
+        page.wait_for_selector("#nodes tr[data-node='b']")
+        assert page.inner_text("#nodes-title") == "节点"
+        assert page.inner_text("#nodes tr[data-node='a'] td:nth-child(2)") == "排空中"
+        stale = page.inner_text("#nodes tr[data-node='b'] td:nth-child(2)")
+        assert stale == "失联\N{FULLWIDTH COLON}4 秒前最后一次更新"
+        assert page.inner_text(f"#rooms article[data-room='{ROOM}'] .room-node") == "节点 a"
+        assert page.is_visible("#redis-warning") and page.is_visible("#rooms-partial")
+        assert page.is_visible("#events-node")
+        words = panel_words(page)
+        leftovers = [found[0] for pattern in english_words() if (found := pattern.search(words))]
+        assert leftovers == [], (leftovers, words)
     finally:
         context.close()

@@ -2,6 +2,7 @@
 // What the operator panel draws from the /admin API's answers, in the page's language.
 // Every value from the server is written with textContent: nicknames and rooms are chosen by strangers.
 
+import { clusterStatRows, roomNode } from './admin-nodes.js';
 import { byId, el } from './dom.js';
 import { t } from './i18n.js';
 
@@ -25,9 +26,10 @@ import { t } from './i18n.js';
  * @property {string | null} host the host's peer id
  * @property {boolean} locked newcomers wait in the lobby until the host lets them in
  * @property {Waiting[]} lobby
+ * @property {string} [node] the node that holds it, in a cluster
  */
 /**
- * @typedef {object} Stats
+ * @typedef {object} BaseStats
  * @property {number} rooms
  * @property {number} users
  * @property {number} bans
@@ -37,6 +39,7 @@ import { t } from './i18n.js';
  * @property {Record<string, number>} [candidate_types] how many people connected each way
  * @property {boolean} [shutting_down]
  */
+/** @typedef {BaseStats & import('./admin-nodes.js').ClusterStats} Stats */
 /**
  * @typedef {object} LogEvent
  * @property {string} ts ISO 8601
@@ -46,6 +49,7 @@ import { t } from './i18n.js';
  * @property {string | null} peer
  * @property {string | null} ip
  * @property {Record<string, unknown> | null} details
+ * @property {string} [node] where it happened, in a cluster
  */
 
 /**
@@ -134,6 +138,7 @@ export function renderStats(stats) {
     [t('admin_version'), `${stats.version} (${stats.commit})`, 'mono'],
   ];
   if (stats.shutting_down) rows.push([t('admin_state'), t('admin_shutting_down')]);
+  rows.push(...clusterStatRows(stats));
   const list = byId('stats');
   list.replaceChildren();
   for (const [name, value, kind] of rows) {
@@ -298,6 +303,8 @@ function roomHeading(room) {
   badge.append(padlock(room.encrypted), room.encrypted ? t('admin_encrypted') : t('admin_not_encrypted'));
   heading.append(badge);
   if (room.locked) heading.append(' ', el('span', t('admin_locked'), 'badge locked'));
+  const node = roomNode(room.node);
+  if (node) heading.append(' ', node);
   return heading;
 }
 
@@ -308,8 +315,9 @@ function roomHeading(room) {
  * @returns {AdminRoom[]}
  */
 export function shownOf(rooms) {
-  return rooms.map(({ room, created_at, encrypted, peers, host, locked, lobby }) => ({
+  return rooms.map(({ room, created_at, encrypted, peers, host, locked, lobby, node }) => ({
     room,
+    node,
     created_at,
     encrypted,
     peers: peers.map(({ id, name, ip, muted, candidate_type, joined_at }) => ({
@@ -358,15 +366,20 @@ export function renderBans(bans) {
 }
 
 // Levels and event names stay as the server's log writes them: they are what an operator greps for.
-/** @param {LogEvent[]} events oldest first */
-export function renderEvents(events) {
+/**
+ * @param {LogEvent[]} events oldest first
+ * @param {boolean} clustered whether to say on which node each happened
+ */
+export function renderEvents(events, clustered) {
+  byId('events-node').hidden = !clustered;
   const body = byId('events');
   body.replaceChildren();
   for (const event of [...events].reverse()) {
     const row = el('tr', null, `level-${event.level}`);
     const details = event.details && Object.keys(event.details).length ? JSON.stringify(event.details) : '';
+    row.append(el('td', clockTime(event.ts)));
+    if (clustered) row.append(el('td', event.node ?? '', 'mono'));
     row.append(
-      el('td', clockTime(event.ts)),
       el('td', event.level),
       el('td', event.event),
       el('td', event.room),

@@ -3,6 +3,7 @@
 // pages use (admin-view.js draws what the API answers).
 
 import { AdminApi, ApiError, storedKey, storeKey, takeKeyFromAddress } from './admin-api.js';
+import { clustered, renderNodes, renderUnreachable } from './admin-nodes.js';
 import { clock, renderBans, renderEvents, renderRooms, renderStats, shownOf, tickDurations } from './admin-view.js';
 import { byId } from './dom.js';
 import { bindLanguageSelect, onLanguageChange, setText } from './i18n.js';
@@ -36,7 +37,10 @@ function draw(part, data, render) {
 
 let stopped = true;
 
-/** @typedef {{ stats: Stats, rooms: AdminRoom[], bans: string[], logs: LogEvent[] }} Answers */
+/**
+ * @typedef {{ stats: Stats, rooms: AdminRoom[], unreachable: string[], bans: string[], logs: LogEvent[] }} Answers
+ * unreachable: the nodes whose rooms are missing (a cluster's only)
+ */
 /** @type {Answers | null} what the panel shows, kept to draw it again in another language */
 let latest = null;
 
@@ -45,10 +49,17 @@ function render(answers) {
   // Uptime changes every poll; redraw the stats but not the tables unless their data moved. How long each
   // person has been in or waited is written anew in place.
   renderStats(answers.stats);
-  draw('rooms', shownOf(answers.rooms), renderRooms);
+  renderNodes(answers.stats);
+  // Drawn together: a partial list must not say that no one is here.
+  draw('rooms', { rooms: shownOf(answers.rooms), unreachable: answers.unreachable }, ({ rooms, unreachable }) => {
+    renderRooms(rooms);
+    renderUnreachable(unreachable);
+  });
   tickDurations();
   draw('bans', answers.bans, renderBans);
-  draw('events', answers.logs, renderEvents);
+  draw('events', { logs: answers.logs, inCluster: clustered(answers.stats) }, (shown) =>
+    renderEvents(shown.logs, shown.inCluster),
+  );
 }
 
 async function refresh() {
@@ -58,10 +69,9 @@ async function refresh() {
     admin.call('bans'),
     admin.call('logs', { params: { n: String(EVENTS_SHOWN) } }),
   ]);
-  const [stats, rooms, bans, logs] = /** @type {[Stats, { rooms: AdminRoom[] }, { bans: string[] }, LogEvent[]]} */ (
-    answers
-  );
-  latest = { stats, rooms: rooms.rooms, bans: bans.bans, logs };
+  const [stats, rooms, bans, logs] =
+    /** @type {[Stats, { rooms: AdminRoom[], unreachable?: string[] }, { bans: string[] }, LogEvent[]]} */ (answers);
+  latest = { stats, rooms: rooms.rooms, unreachable: rooms.unreachable ?? [], bans: bans.bans, logs };
   render(latest);
   setText($('status'), 'admin_updated', { time: clock(new Date()) });
   $('status').classList.remove('error');
