@@ -4,6 +4,7 @@ does (ClientOptions.rejoin); tests/browser/test_cluster_pages.py does the same w
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
@@ -36,6 +37,21 @@ def counts(call: TalkingCall) -> list[int]:
     return [call.delivered(s, r) for s, r in call.flows]
 
 
+async def talking(room: str, urls: list[str]) -> TalkingCall:
+    """People joining ``room`` through ``urls``, each rejoining by itself as a page does, already heard."""
+    members: list[Client] = []
+    try:
+        for index, url in enumerate(urls):
+            members.append(await Client(url, room, f"m{index}", REJOINING).connect(20))
+        call = TalkingCall(members)
+        call.start()
+        await eventually(lambda: flowing(call, [0] * len(call.flows)), 10, what="the call flows")
+    except BaseException:
+        await asyncio.gather(*(member.close() for member in members))
+        raise
+    return call
+
+
 async def test_killed_node_people_talk_again_on_another_node(tmp_path: Path) -> None:
     """The room's node is killed (SIGKILL): within ten seconds the others declare it dead, tell the pages
     bridged to it to rejoin, and the room is placed anew on a live node, where its people hear each other."""
@@ -43,14 +59,10 @@ async def test_killed_node_people_talk_again_on_another_node(tmp_path: Path) -> 
         doomed, second, third = cluster.nodes
         async with aiohttp.ClientSession() as http:
             anchor = await Client(doomed.url, "phoenix", "anchor", ClientOptions(keep_packets=False)).connect(20)
-            members = [await Client(node.url, "phoenix", f"m{i}", REJOINING).connect(20)
-                       for i, node in enumerate((second, third))]
-            call = TalkingCall(members)
+            call = await talking("phoenix", [second.url, third.url])
             try:
                 await eventually(lambda: room_node(http, second, "phoenix"), 5, what="the room on node1",
                                  until=lambda node: node == "node1")
-                call.start()
-                await eventually(lambda: flowing(call, [0, 0]), 10, what="the call flows")
                 doomed.stop(signal.SIGKILL)
                 killed = time.monotonic()
                 before = counts(call)
@@ -79,15 +91,12 @@ async def test_sigterm_drains_then_sends_people_elsewhere(tmp_path: Path) -> Non
         async with aiohttp.ClientSession() as http:
             # The first comes through a load balancer, so that its page can rejoin once node1 is gone.
             cluster.balancer.route_websockets([draining.port, other.port])
-            members = [await Client(url, "drained", f"m{i}", REJOINING).connect(20)
-                       for i, url in enumerate((cluster.balancer.url, other.url))]
-            call = TalkingCall(members)
+            call = await talking("drained", [cluster.balancer.url, other.url])
+            members = call.members
             try:
                 # node2 lists node1's room once it has read node1's registration (within its first second).
                 await eventually(lambda: room_node(http, other, "drained"), 5, what="the room on node1",
                                  until=lambda node: node == "node1")
-                call.start()
-                await eventually(lambda: flowing(call, [0, 0]), 10, what="the call flows")
                 assert draining.proc is not None
                 draining.proc.send_signal(signal.SIGTERM)
                 await eventually(lambda: _status(http, draining), 5, what="healthz says draining",
@@ -137,12 +146,9 @@ async def test_redis_restart_mid_call(tmp_path: Path) -> None:
         first, second = cluster.nodes
         async with aiohttp.ClientSession() as http:
             assert (await admin(http, first, "POST", action="ban", ip="198.51.100.1"))[0] == 200
-            members = [await Client(node.url, "steady", f"m{i}", REJOINING).connect(20)
-                       for i, node in enumerate((first, second))]
-            call = TalkingCall(members)
+            call = await talking("steady", [first.url, second.url])
+            members = call.members
             try:
-                call.start()
-                await eventually(lambda: flowing(call, [0, 0]), 10, what="the call flows")
                 redis.kill()
                 await eventually(lambda: _redis_state(http, second), 10, what="node2 sees Redis gone",
                                  until=lambda state: state == "unreachable")

@@ -21,6 +21,7 @@ from ghosttalk.cli import parse_settings
 from ghosttalk.client.participant import Client, ClientOptions
 from ghosttalk.server.supervisor import Backoff, JsonLines, carry_bans, node_id, plan, refusal
 from tests.support.eventually import eventually_sync
+from tests.support.probes import socket_inodes
 from tests.support.redis import RedisServer
 from tests.support.server import ROOT, TEST_ADMIN_KEY
 
@@ -157,21 +158,6 @@ def children(pid: int) -> list[int]:
             if int(stat.rpartition(")")[2].split()[1]) == pid:
                 found.append(int(entry.name))
     return sorted(found)
-
-
-def socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[len("socket:[") : -1]))
-    except OSError:
-        pass  # it has just exited
-    return inodes
 
 
 def environ_of(pid: int) -> dict[str, str]:

@@ -294,14 +294,10 @@ class ClusterNode:
         await self.server.serve(socket, request)
 
     async def _owns(self, room_id: str) -> bool:
-        if self.server.hosts(room_id):
-            return True
         try:
-            owner = await self.placement.place(room_id)
-        except (RedisError, OSError) as exc:
-            self.link.failed(exc)
+            return await self.route(room_id) is None
+        except ClusterUnavailable:
             return False
-        return owner == self.id
 
     async def _answer(self, message: Message) -> None:
         method, args, origin = message.get("m"), message.get("a"), message.get("from")

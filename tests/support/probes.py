@@ -37,23 +37,31 @@ def levels_read(server: ServerProcess, room: str, peer_id: str | None = None) ->
     )
 
 
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets process ``pid`` holds (none once it has exited)."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[len("socket:[") : -1]))
+    except OSError:
+        pass  # it has just exited
+    return inodes
+
+
 def udp_sockets(pid: int) -> int:
     """How many UDP sockets process ``pid`` holds (IPv4 and IPv6)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
     udp = set()
     for table in ("udp", "udp6"):
         path = Path(f"/proc/{pid}/net/{table}")
         if path.exists():
             for line in path.read_text().splitlines()[1:]:
-                udp.add(line.split()[9])
-    return len(inodes & udp)
+                udp.add(int(line.split()[9]))
+    return len(socket_inodes(pid) & udp)
 
 
 def udp_drops(pid: int) -> int:

@@ -13,6 +13,7 @@ from types import TracebackType
 import redis
 
 from ghosttalk.benchmark.server import free_port
+from tests.support.server import end_process
 
 # scripts/test.sh installs Debian's redis-server; the fixture's failure message points there.
 INSTALL_HINT = "redis-server is not installed: run scripts/test.sh (it installs Debian's redis-server)"
@@ -102,16 +103,7 @@ class RedisServer:
         return self._end(signal.SIGKILL, 10.0)
 
     def _end(self, sig: int, timeout: float) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
+        code = end_process(self.proc, sig, timeout)
         self.proc = None
         return code
 

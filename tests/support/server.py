@@ -82,16 +82,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
+        code = end_process(self.proc, sig, timeout)
         self.proc = None
         return code
 
@@ -99,3 +90,17 @@ class ServerProcess:
         """Stop and start again on the same ports and data directory."""
         self.stop()
         return self.start()
+
+
+def end_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> int | None:
+    """Send ``sig`` to a child still running, wait up to ``timeout`` (then SIGKILL); its exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
