@@ -8,14 +8,15 @@ import sys
 import types
 import typing
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from ghosttalk.benchmark.command import main
 from ghosttalk.benchmark.plot import plot_sweep
-from ghosttalk.benchmark.report import RunReport, median_report
-from ghosttalk.benchmark.server import LocalServer
+from ghosttalk.benchmark.report import NodeReport, RunReport, capacity, median_report
+from ghosttalk.benchmark.server import LocalServer, PrivateRedis
 from ghosttalk.cli import build_serve_parser
 from tests.support.server import ROOT
 
@@ -33,6 +34,7 @@ def check_shape(line: dict[str, object]) -> None:
             or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
             or (kind is int and isinstance(value, int) and not isinstance(value, bool))
             or (kind is bool and isinstance(value, bool))
+            or (typing.get_origin(kind) is list and isinstance(value, list))
             for kind in allowed
         )
         assert ok, f"{name}={value!r} is not {hint}"
@@ -84,10 +86,16 @@ def test_encrypted_rooms_are_measured_with_every_frame_sealed_and_opened() -> No
     assert "end-to-end encrypted" in result.stderr
 
 
+def filled(**overrides: Any) -> RunReport:
+    """Every field 1 (or 1.0 where it is a float), no nodes, then ``overrides``."""
+    ones: dict[str, Any] = {name: 1.0 if float in (typing.get_args(hint) or (hint,)) else 1
+                            for name, hint in FIELDS.items()}  # fmt: skip
+    return RunReport(**ones | {"nodes": None} | overrides)
+
+
 def test_medians_and_the_plot_from_reports(tmp_path: Path) -> None:
     # Every field 1 (or 1.0 where it is a float), then three runs that differ.
-    ones = {name: 1.0 if float in (typing.get_args(hint) or (hint,)) else 1 for name, hint in FIELDS.items()}
-    base = RunReport(**ones | {"encrypted": True})
+    base = filled(encrypted=True)
     runs = [dataclasses.replace(base, server_cpu_us_per_packet=v, packets_received=n, late_join_server_offer_ms=None)
             for v, n in ((30.0, 10), (10.0, 30), (20.0, 20))]  # fmt: skip
     median = median_report(runs)
@@ -102,7 +110,8 @@ def test_medians_and_the_plot_from_reports(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "argv",
     [["--per-room", "1"], ["--speakers", "6", "--per-room", "5"], ["--payload-bytes", "8"], ["--plot", "x.png"],
-     ["--server-pid", "1"], ["--sweep", "0,2"], ["--rooms", "0"]],
+     ["--server-pid", "1"], ["--sweep", "0,2"], ["--rooms", "0"], ["--admin-key", "k" * 16],
+     ["--server-workers", "2", "--url", "http://127.0.0.1:1"], ["--sweep", "--min-delivery", "1.5"]],
 )
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -118,3 +127,57 @@ def test_the_local_servers_command_parses_whatever_the_random_key(monkeypatch: p
     server.stop()  # never started: this only removes its directory
     assert command[1:3] == ["-m", "ghosttalk"]
     assert build_serve_parser().parse_args(command[3:]).admin_key == "-starts-like-an-option"
+
+
+def test_a_cluster_of_two_workers_is_measured_node_by_node() -> None:
+    # --server-workers: a private redis-server and `ghosttalk --workers 2`, measured once both nodes are up.
+    result = subprocess.run(
+        [sys.executable, "-m", "ghosttalk", "bench", "--server-workers", "2", "--rooms", "2", "--per-room", "2",
+         "--speakers", "2", "--seconds", "2", "--warmup", "1", "--late-joiners", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    check_shape(report)
+    assert report["delivery_ratio"] >= 0.99, result.stderr
+    # The supervisor and its two nodes, added up; each node named, with its share.
+    assert report["server_processes"] == 3
+    nodes = report["nodes"]
+    assert len(nodes) == 2 and len({node["id"] for node in nodes}) == 2, nodes
+    # Placement goes to the least-loaded node: one room each.
+    assert [node["rooms"] for node in nodes] == [1, 1], nodes
+    assert sum(node["packets_forwarded"] for node in nodes) == report["server_packets_forwarded"] > 0
+    assert all(node["cpu_percent"] is not None and node["rss_mb"] > 0 for node in nodes), nodes
+    assert report["redis_cpu_percent"] is not None and report["client_cpu_percent"] is not None
+    # Where each late joiner's WebSocket landed is known, so the bridged ones are told apart.
+    assert report["late_join_heard_all"] == 2 and report["late_join_bridged"] is not None, result.stderr
+    assert all(node["id"] in result.stderr for node in nodes)
+
+
+def test_a_single_server_has_no_nodes_and_capacity_walks_the_sweep() -> None:
+    point = filled(encrypted=False, delivery_ratio=1.0, latency_p99_ms=2.0)
+    sweep = [
+        dataclasses.replace(point, rooms=8, packets_received=8000, seconds=10),
+        dataclasses.replace(point, rooms=16, packets_received=16000, seconds=10),
+        dataclasses.replace(point, rooms=24, delivery_ratio=0.998),
+        # Passing again after a failure does not count.
+        dataclasses.replace(point, rooms=32),
+    ]
+    found = capacity(sweep, 0.999, 20.0)
+    assert (found.rooms, found.delivered_per_second, found.failed_at) == (16, 1600.0, 24)
+    assert "delivery" in (found.failed_because or "")
+    assert capacity([dataclasses.replace(point, latency_p99_ms=25.0)], 0.999, 20.0).rooms is None
+    assert orjson.loads(found.json_line())["capacity"]["rooms"] == 16
+    # Node by node medians, in id order.
+    runs = [dataclasses.replace(point, nodes=[NodeReport("b", 2, n, 10.0, 50.0), NodeReport("a", 1, 5, None, 1.0)])
+            for n in (1, 3, 2)]  # fmt: skip
+    nodes = median_report(runs).nodes
+    assert nodes == [NodeReport("a", 1, 5, None, 1.0), NodeReport("b", 2, 2, 10.0, 50.0)]
+
+
+def test_a_cluster_without_redis_server_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match="redis-server"):
+        PrivateRedis(tmp_path)

@@ -1,7 +1,7 @@
 """``ghosttalk bench``: measure the forwarding path with synthetic rooms (see ``ghosttalk.benchmark``).
 
-Prints one JSON line per run on stdout (and, with ``--repeat``, a last line with the medians); a summary and
-a progress line go to stderr.
+Prints one JSON line per run on stdout (and, with ``--repeat``, a last line with the medians; with
+``--sweep``, a very last line ``{"capacity": ...}``); a summary and a progress line go to stderr.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ghosttalk.benchmark.plot import PlotUnavailable, plot_sweep
-from ghosttalk.benchmark.report import Progress, RunReport, median_report, summary
+from ghosttalk.benchmark.report import Progress, RunReport, capacity, median_report, summary
 from ghosttalk.benchmark.runner import BenchError, BenchParams, run
 
 DEFAULT_SWEEP = "1,2,4,8,12,16,24,32"
+# Capacity's bounds: delivery as good as a listener can tell from perfect, and no packet's p99 later than the
+# next one's send time (20 ms): a forwarding path that keeps up.
+MIN_DELIVERY = 0.999
+MAX_P99_MS = 20.0
 
 
 def _positive_int(value: str) -> int:
@@ -37,6 +41,13 @@ def _non_negative(value: str) -> float:
     number = float(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return number
+
+
+def _ratio(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a fraction in (0, 1]")
     return number
 
 
@@ -72,10 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the server forwards them as any other; each is 33 bytes longer)")
     parser.add_argument("--url", help="measure this running server instead of starting one (http://host:port)")
     parser.add_argument("--server-pid", type=_positive_int,
-                        help="with --url: the server's process id on this machine, for its CPU and memory")
+                        help="with --url: the server's process id on this machine, for its CPU and memory; those "
+                        "of every process below it are added (give a --workers supervisor's and each node's "
+                        "figures are reported too)")
+    parser.add_argument("--admin-key",
+                        help="with --url: the server's admin key; against a cluster the bench then reads its node "
+                        "list and where each room went (/admin), and reports the rooms per node")
+    parser.add_argument("--server-workers", type=_positive_int, default=1, metavar="N",
+                        help="with N > 1, the server started on loopback is a cluster: a private redis-server "
+                        "(Debian's) and `ghosttalk --workers N --redis-url ...`, measured once every node has "
+                        "registered and answers on the shared port; figures are summed over the nodes and given "
+                        "per node. The nodes are not pinned")
     parser.add_argument("--repeat", type=_positive_int, default=1, help="runs; a last line gives the medians")
     parser.add_argument("--sweep", type=_room_series, nargs="?", const=_room_series(DEFAULT_SWEEP),
                         metavar="ROOMS,...", help=f"run each room count in turn (default series {DEFAULT_SWEEP})")
+    parser.add_argument("--min-delivery", type=_ratio, default=MIN_DELIVERY,
+                        help="with --sweep: the delivery a point must keep to count towards capacity")
+    parser.add_argument("--max-p99-ms", type=_non_negative, default=MAX_P99_MS,
+                        help="with --sweep: the p99 latency a point must stay under to count towards capacity")
     parser.add_argument("--plot", type=Path, metavar="OUT.png",
                         help="with --sweep: draw CPU per packet, p99 latency and join time against forwarded streams")
     parser.add_argument("--late-joiners", type=_non_negative_int, default=5, metavar="K",
@@ -107,6 +132,8 @@ def _params(args: argparse.Namespace, rooms: int) -> BenchParams:
         pin=args.pin and (os.cpu_count() or 1) >= 2,
         join_concurrency=args.join_concurrency,
         encrypted=args.encrypted,
+        server_workers=args.server_workers,
+        admin_key=args.admin_key,
     )
 
 
@@ -119,6 +146,10 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         parser.error("--speakers cannot exceed --per-room")
     if args.server_pid and not args.url:
         parser.error("--server-pid goes with --url")
+    if args.admin_key and not args.url:
+        parser.error("--admin-key goes with --url (the bench knows its own server's key)")
+    if args.server_workers > 1 and args.url:
+        parser.error("--server-workers starts a cluster; --url measures a running one: choose one")
     if args.plot and not args.sweep:
         parser.error("--plot needs --sweep")
 
@@ -143,6 +174,10 @@ def main(argv: Sequence[str]) -> int:
                 print(summary(median), file=sys.stderr, flush=True)
                 runs = [median]
             points.extend(runs)
+        if args.sweep:
+            found = capacity(points, args.min_delivery, args.max_p99_ms)
+            print(found.json_line(), flush=True)
+            print(found.summary(), file=sys.stderr, flush=True)
     except BenchError as exc:
         print(f"ghosttalk bench: {exc}", file=sys.stderr)
         return 1

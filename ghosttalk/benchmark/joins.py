@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -42,14 +42,21 @@ class JoinSteps:
 
 @dataclasses.dataclass(slots=True, frozen=True)
 class JoinSample:
-    """One join: its steps, and when it heard everyone (None: it never did)."""
+    """One join: its room, its steps, and when it heard everyone (None: it never did)."""
 
+    room: str
     steps: JoinSteps
     heard_all: float | None
     # Offers the server sent before the last speaker was heard (0: one round trip sufficed).
     server_offers: int
     # time.monotonic() of the WebSocket opening, to put the joins of a burst on one time line.
     started: float
+    # The cluster node whose port took its WebSocket (None: not known).
+    node: str | None = None
+
+
+# A client's local TCP port -> the node that took that connection, or None (ghosttalk.benchmark.cluster.Landing).
+Locate = Callable[[int], str | None]
 
 
 def _since(start: float, moment: float | None) -> float | None:
@@ -57,10 +64,13 @@ def _since(start: float, moment: float | None) -> float | None:
 
 
 async def time_join(
-    url: str, room: str, name: str, speakers: set[int], secret: str | None, timeout: float = JOIN_TIMEOUT
+    url: str, room: str, name: str, speakers: set[int], secret: str | None, timeout: float = JOIN_TIMEOUT,
+    locate: Locate | None = None,
 ) -> JoinSample:
     """Join ``room`` while ``speakers`` (client ids in the probe payload) talk, until it has heard each of
-    them (or, when room_state gives fewer receive lines, as many as that), then leave."""
+    them (or, when room_state gives fewer receive lines, as many as that), then leave. ``locate``: find out,
+    once the clock has stopped, which node took the WebSocket."""
+    node: str | None = None
     heard: set[int] = set()
     heard_all: float | None = None
     offers_then = 0
@@ -89,6 +99,11 @@ async def time_join(
     except (JoinError, TimeoutError, OSError):
         pass  # counted as a join that did not hear everyone
     finally:
+        # The socket is still open: its server end is still somebody's. (Our own client's socket.)
+        ws = client._ws
+        if locate is not None and ws is not None and not ws.closed:
+            sockname = ws.get_extra_info("sockname")
+            node = locate(int(sockname[1])) if sockname else None
         await client.close()
     times: JoinTimes = client.join_times
     start = times.ws_open
@@ -102,15 +117,17 @@ async def time_join(
         server_offer_answered=_since(start, times.server_offer_answered),
     )
     return JoinSample(
+        room=room,
         steps=steps,
         heard_all=_since(start, heard_all),
         server_offers=offers_then if heard_all is not None else times.server_offers,
         started=start,
+        node=node,
     )
 
 
 async def late_joiners(
-    url: str, rooms: Sequence[tuple[str, set[int]]], count: int, secret: str | None
+    url: str, rooms: Sequence[tuple[str, set[int]]], count: int, secret: str | None, locate: Locate | None = None
 ) -> list[JoinSample]:
     """``count`` joins one after another (LATE_JOIN_GAP apart), each into the next room (room, its speakers)
     in turn."""
@@ -119,7 +136,7 @@ async def late_joiners(
         if index:
             await asyncio.sleep(LATE_JOIN_GAP)
         room, speakers = rooms[index % len(rooms)]
-        samples.append(await time_join(url, room, f"late{index}", speakers, secret))
+        samples.append(await time_join(url, room, f"late{index}", speakers, secret, locate=locate))
     return samples
 
 

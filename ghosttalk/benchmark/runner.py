@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -12,14 +13,15 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
-from ghosttalk.benchmark.joins import JoinSample, figures, join_burst, late_joiners
-from ghosttalk.benchmark.report import Progress, RunReport, percentile_ms
-from ghosttalk.benchmark.server import LocalServer, ProcessSample, sample_process
+from ghosttalk.benchmark.cluster import Counters, Landing, cluster_nodes, room_nodes, scrape
+from ghosttalk.benchmark.joins import JoinSample, Locate, figures, join_burst, late_joiners
+from ghosttalk.benchmark.report import NodeReport, Progress, RunReport, percentile_ms
+from ghosttalk.benchmark.server import LocalServer, ProcessSample, node_id_of, sample_process, sample_tree
 from ghosttalk.benchmark.workers import (
     PACKET_INTERVAL,
     ClientSpec,
@@ -66,6 +68,10 @@ class BenchParams:
     pin: bool
     join_concurrency: int
     encrypted: bool = False
+    # > 1: start a cluster of this many nodes on one private Redis instead of a single server.
+    server_workers: int = 1
+    # With --url: the server's admin key, to learn its nodes and where the rooms went.
+    admin_key: str | None = None
 
     @property
     def peers(self) -> int:
@@ -83,12 +89,32 @@ class BenchParams:
 
 @dataclass(slots=True, frozen=True)
 class ServerSample:
-    """The server's own counters and, when it is local, its process figures."""
+    """The server's own counters (summed over its nodes) and, when it is local, its process figures (the
+    process and every process below it, summed); each node's counters; the bench's own processes."""
 
     packets_in: int | None
     packets_forwarded: int | None
     packets_dropped: int | None
     process: ProcessSample | None
+    # Node id -> its counters (the key None: a server that is not clustered).
+    nodes: dict[str | None, Counters]
+    # pid -> figures, for the server's process tree (empty without a pid).
+    tree: dict[int, ProcessSample]
+    redis: ProcessSample | None
+    # pid -> figures, for the bench's own worker processes (one that has exited is missing).
+    clients: dict[int, ProcessSample]
+
+
+@dataclass(slots=True, frozen=True)
+class Observed:
+    """What the runner watches besides the load: the server's processes and nodes, and its own workers."""
+
+    url: str
+    pid: int | None
+    admin_key: str | None = None
+    redis_pid: int | None = None
+    nodes: list[str] | None = None
+    client_pids: tuple[int, ...] = ()
 
 
 def forwarded_streams(per_room: int, speakers: int, forwarded: int = DEFAULT_FORWARDED) -> int:
@@ -123,22 +149,24 @@ def build_plans(params: BenchParams, url: str, tag: str, secret: str | None = No
 def run(params: BenchParams, progress: Progress) -> RunReport:
     """Carry out one run. Raises :class:`BenchError`."""
     server: LocalServer | None = None
-    url, pid = params.url, params.server_pid
-    if url is None:
+    observed = Observed(params.url, params.server_pid, params.admin_key) if params.url else None
+    if observed is None:
         # Room for the late joiners and the burst on top of the planned load.
         extra = 1 + params.join_burst
         # No more than the server admits: a room of MAX_ROOM_PEERS leaves no place for a late joiner.
         room_size = min(params.room_capacity, MAX_ROOM_PEERS)
-        server = LocalServer(room_size=room_size, peers=params.peers + extra, rooms=params.rooms)
         try:
+            server = LocalServer(room_size, params.peers + extra, params.rooms, workers=params.server_workers)
             server.start()
         except RuntimeError as exc:
             raise BenchError(str(exc)) from None
-        url, pid = server.url, server.pid
-        if params.pin:
-            pin_server(pid)
+        redis_pid = server.redis.pid if server.redis is not None else None
+        observed = Observed(server.url, server.pid, server.admin_key, redis_pid)
+        # A cluster's nodes are left to the scheduler: pinned together they would share one core.
+        if params.pin and server.redis is None:
+            pin_server(server.pid)
     try:
-        return run_event_loop(_run(params, url, pid, progress))
+        return run_event_loop(_run(params, observed, progress))
     finally:
         progress.clear()
         if server is not None:
@@ -154,19 +182,48 @@ def pin_server(pid: int) -> None:
         os.sched_setaffinity(pid, {cpus[0]})
 
 
-async def _observe(session: aiohttp.ClientSession, url: str, pid: int | None) -> ServerSample:
-    async with session.get(f"{url}/metrics") as response:
-        text = await response.text() if response.status == 200 else ""
-    counters: dict[str, int] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            counters[sample.name] = int(sample.value)
+def _sum(samples: list[ProcessSample]) -> ProcessSample:
+    """Processes taken together. The peak is the sum of each one's peak: an upper bound, as they need not
+    have peaked at the same moment."""
+    return ProcessSample(
+        sum(s.cpu_seconds for s in samples), sum(s.system_seconds for s in samples),
+        sum(s.rss_mb for s in samples), sum(s.peak_rss_mb for s in samples),
+    )  # fmt: skip
+
+
+async def _observe(observed: Observed) -> ServerSample:
+    nodes = await scrape(observed.url, observed.nodes)
+    totals: Counters = {}
+    for counters in nodes.values():
+        for name, value in counters.items():
+            totals[name] = totals.get(name, 0) + value
+    tree = sample_tree(observed.pid) if observed.pid is not None else {}
     return ServerSample(
-        counters.get(_RECEIVED),
-        counters.get(_FORWARDED),
-        counters.get(_DROPPED),
-        sample_process(pid) if pid is not None else None,
+        totals.get(_RECEIVED),
+        totals.get(_FORWARDED),
+        totals.get(_DROPPED),
+        _sum(list(tree.values())) if tree else None,
+        nodes,
+        tree,
+        sample_process(observed.redis_pid) if observed.redis_pid is not None else None,
+        _sample_each(observed.client_pids),
     )
+
+
+def _sample_each(pids: tuple[int, ...]) -> dict[int, ProcessSample]:
+    samples = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # a worker that died is reported by its pipe, not here
+            samples[pid] = sample_process(pid)
+    return samples
+
+
+def _cpu_between(before: dict[int, ProcessSample], after: dict[int, ProcessSample], seconds: float) -> float | None:
+    """% of one core used over ``seconds`` by the processes sampled at both ends."""
+    both = before.keys() & after.keys()
+    if not both:
+        return None
+    return _cpu_percent(_sum([before[p] for p in both]), _sum([after[p] for p in both]), seconds)
 
 
 class _Workers:
@@ -237,13 +294,15 @@ async def _sleep_until(when: float, progress: Progress, phase: str, origin: floa
     progress.update(phase, when - origin, when - origin)
 
 
-async def _run(params: BenchParams, url: str, pid: int | None, progress: Progress) -> RunReport:
+async def _run(params: BenchParams, observed: Observed, progress: Progress) -> RunReport:
     quiet_logging()
     host_load = os.getloadavg()[0]
     secret = new_secret() if params.encrypted else None
+    url, pid = observed.url, observed.pid
     plans = build_plans(params, url, secrets.token_hex(3), secret)
-    idle = sample_process(pid) if pid is not None else None
+    idle = _sum(list(sample_tree(pid).values())) if pid is not None else None
     workers = _Workers(plans)
+    placed: dict[str, str] | None = None  # room -> its node
     joins: list[float] = []
     try:
         ready = 0
@@ -254,20 +313,23 @@ async def _run(params: BenchParams, url: str, pid: int | None, progress: Progres
                 progress.update("joining", len(joins), params.peers)
             elif message[0] == "ready":
                 ready += 1
+        client_pids = tuple(process.pid for process, _ in workers.links if process.pid is not None)
+        observed = dataclasses.replace(observed, client_pids=client_pids, nodes=await _node_ids(observed))
         start_at = time.time() + START_DELAY
         window = Window(start_at, start_at + params.warmup, start_at + params.warmup + params.seconds)
         workers.broadcast(("start", window))
-        async with aiohttp.ClientSession() as session:
-            await _sleep_until(window.measure_from, progress, "warming up", start_at)
-            before = await _observe(session, url, pid)
-            await _sleep_until(window.measure_to, progress, "measuring", window.measure_from)
-            after = await _observe(session, url, pid)
+        await _sleep_until(window.measure_from, progress, "warming up", start_at)
+        before = await _observe(observed)
+        await _sleep_until(window.measure_to, progress, "measuring", window.measure_from)
+        after = await _observe(observed)
+        rooms = _rooms_and_speakers(plans)
+        if observed.admin_key is not None and any(node is not None for node in after.nodes):
+            placed = await _placement(observed.url, observed.admin_key, [room for room, _ in rooms])
         # The joins come after the window, the speakers still talking: a join's SDP and DTLS work is not
         # forwarding, and would otherwise raise the CPU per forwarded packet by an amount that depends on
         # how many joins were asked for.
-        rooms = _rooms_and_speakers(plans)
         progress.update("late joiners", 0, 1)
-        late = await late_joiners(url, rooms, params.late_joiners, secret)
+        late = await late_joiners(url, rooms, params.late_joiners, secret, _landing(url, after, placed))
         progress.update("join burst", 0, 1)
         burst = await join_burst(url, rooms, params.join_burst, secret) if params.join_burst else []
         workers.broadcast(("stop",))
@@ -279,7 +341,80 @@ async def _run(params: BenchParams, url: str, pid: int | None, progress: Progres
                 results[index] = message[1]
     finally:
         await workers.close()
-    return _report(params, list(results.values()), joins, (late, burst), idle, before, after, host_load)
+    report = _report(params, list(results.values()), joins, (late, burst), idle, before, after, host_load)
+    report.nodes = _node_reports(params, before, after, placed)
+    if placed is not None:
+        _split_late_joins(report, late, placed)
+    return report
+
+
+def _landing(url: str, after: ServerSample, placed: dict[str, str] | None) -> Locate | None:
+    """How to tell which node took a late joiner's WebSocket: only for a cluster whose node processes are
+    on this machine and known (its supervisor's pid), and whose rooms' nodes are known (the admin key)."""
+    nodes = {pid: node for pid in after.tree if (node := node_id_of(pid)) is not None}
+    port = urlsplit(url).port
+    if placed is None or not nodes or port is None:
+        return None
+    return Landing(port, nodes).node_of
+
+
+def _split_late_joins(report: RunReport, late: list[JoinSample], placed: dict[str, str]) -> None:
+    """Late joins whose WebSocket the room's own node took (local), and those another node took and bridged
+    through Redis, each timed alike."""
+    landed = [(sample, placed.get(sample.room)) for sample in late if sample.node is not None]
+    local = [sample for sample, node in landed if sample.node == node]
+    bridged = [sample for sample, node in landed if node is not None and sample.node != node]
+    if not local and not bridged:
+        return  # nobody's landing is known
+    report.late_join_bridged = len(bridged)
+    report.late_join_local_p50_ms = figures(local).p50
+    report.late_join_bridged_p50_ms = figures(bridged).p50
+
+
+async def _node_ids(observed: Observed) -> list[str] | None:
+    """The cluster's nodes from /admin when the key is known (None: not a cluster, or no key: the scrapes
+    then take every node that shows up)."""
+    if observed.admin_key is None:
+        return None
+    try:
+        return await cluster_nodes(observed.url, observed.admin_key)
+    except aiohttp.ClientError as exc:
+        raise BenchError(f"/admin?action=stats failed ({exc}): is the admin key right?") from None
+
+
+async def _placement(url: str, key: str, rooms: list[str]) -> dict[str, str]:
+    try:
+        return await room_nodes(url, key, rooms)
+    except aiohttp.ClientError as exc:
+        raise BenchError(f"/admin?action=rooms failed ({exc}): is the admin key right?") from None
+
+
+def _node_reports(
+    params: BenchParams, before: ServerSample, after: ServerSample, placed: dict[str, str] | None
+) -> list[NodeReport] | None:
+    """Each node's share of the run: rooms, packets forwarded, and its process's figures when one of the
+    server's processes was started with its ``--node-id`` (a ``--workers`` child)."""
+    ids = sorted(node for node in after.nodes if node is not None)
+    if not ids:
+        return None
+    processes = {node_id_of(pid): pid for pid in after.tree}
+    reports = []
+    for node in ids:
+        forwarded = _delta(after.nodes[node].get(_FORWARDED), before.nodes.get(node, {}).get(_FORWARDED))
+        pid = processes.get(node)
+        cpu = rss = None
+        if pid is not None and pid in before.tree:
+            cpu = _cpu_percent(before.tree[pid], after.tree[pid], params.seconds)
+            rss = round(after.tree[pid].rss_mb, 1)
+        rooms = None if placed is None else sum(1 for owner in placed.values() if owner == node)
+        reports.append(NodeReport(node, rooms, forwarded, cpu, rss))
+    return reports
+
+
+def _cpu_percent(before: ProcessSample | None, after: ProcessSample | None, seconds: float) -> float | None:
+    if before is None or after is None:
+        return None
+    return round(100 * (after.cpu_seconds - before.cpu_seconds) / seconds, 1)
 
 
 def _rooms_and_speakers(plans: list[WorkerPlan]) -> list[tuple[str, set[int]]]:
@@ -319,8 +454,11 @@ def _report(
     forwarded = _delta(after.packets_forwarded, before.packets_forwarded)
     cpu = cpu_system = rss = peak = rss_idle = per_peer = cpu_per_packet = cpu_percent = None
     if before.process is not None and after.process is not None:
-        cpu = round(after.process.cpu_seconds - before.process.cpu_seconds, 3)
-        cpu_system = round(after.process.system_seconds - before.process.system_seconds, 3)
+        # Over the processes there at both ends: one that started or ended meanwhile has no difference to give.
+        both = before.tree.keys() & after.tree.keys()
+        start, end = _sum([before.tree[p] for p in both]), _sum([after.tree[p] for p in both])
+        cpu = round(end.cpu_seconds - start.cpu_seconds, 3)
+        cpu_system = round(end.system_seconds - start.system_seconds, 3)
         cpu_percent = round(100 * cpu / params.seconds, 1)
         rss, peak = round(after.process.rss_mb, 1), round(after.process.peak_rss_mb, 1)
         if forwarded:
@@ -364,6 +502,9 @@ def _report(
         late_join_server_offer_ms=late.steps.server_offer,
         late_join_server_answer_ms=late.steps.server_offer_answered,
         late_join_server_offers=late.server_offers,
+        late_join_bridged=None,  # filled in by the caller for a cluster, which knows where the rooms went
+        late_join_local_p50_ms=None,
+        late_join_bridged_p50_ms=None,
         join_burst=params.join_burst,
         join_burst_heard_all=burst.heard_all,
         join_burst_all_ms=burst.all_heard,
@@ -381,5 +522,9 @@ def _report(
         server_rss_idle_mb=rss_idle,
         rss_per_peer_mb=per_peer,
         send_errors=sum(r.send_errors for r in results),
+        server_processes=len(after.tree) or None,
+        nodes=None,  # filled in by the caller, which knows where the rooms went
+        redis_cpu_percent=_cpu_percent(before.redis, after.redis, params.seconds),
+        client_cpu_percent=_cpu_between(before.clients, after.clients, params.seconds),
         host_load=round(host_load, 2),
     )
