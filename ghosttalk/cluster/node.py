@@ -130,6 +130,8 @@ class ClusterNode:
         self._unsent_events: deque[dict[str, object]] = deque(maxlen=EVENTS_KEPT)
         self._ban_sync_wanted = True
         self._ticks = 0
+        self._registered = False  # this process has registered once (a later re-registration: Redis lost it)
+        self._settled_at = 0.0  # until then, after Redis lost its data, no room is placed anew
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -182,6 +184,8 @@ class ClusterNode:
         :class:`ClusterUnavailable` when that cannot be known: a room already here is joined here regardless."""
         if self.server.hosts(room_id):
             return None
+        if time.monotonic() < self._settled_at:
+            raise ClusterUnavailable("the cluster is recovering from a Redis restart; try again in a moment")
         try:
             owner = await self.placement.place(room_id)
         except (RedisError, OSError) as exc:
@@ -395,6 +399,11 @@ class ClusterNode:
         self.me.cpu = self._cpu_percent()
         try:
             if await self.registry.register(self.me):
+                if self._registered:
+                    # Redis lost every registration: until each node has had time to come back and claim its
+                    # rooms, a room that is not here may still live on another node, and must not be placed anew.
+                    self._settled_at = time.monotonic() + NODE_TTL_SECONDS
+                self._registered = True
                 for lost in await self.placement.claim(self.server.room_ids()):
                     # Placed elsewhere while this node was out of touch, and people are there now: one room must
                     # not go on in two places, so these people rejoin theirs.
