@@ -11,5 +11,7 @@ scripts/bootstrap.sh test chromium coturn shellcheck fonts-noto-cjk firefox-esr 
 .venv/bin/ruff check .
 .venv/bin/mypy
 scripts/check-js.sh
-# pytest exits non-zero on any failure and with 5 when no test ran; both fail this script.
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+# pytest exits non-zero on any failure and with 5 when no test ran; both fail this script. Two processes
+# (pytest-xdist): the browser tests in one, one after another, every other file spread over both
+# (tests/conftest.py groups them); the suite mostly waits on timers and sockets, so two halve its time.
+exec .venv/bin/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup "$@"

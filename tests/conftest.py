@@ -9,6 +9,17 @@ import pytest
 from tests.support.redis import INSTALL_HINT, RedisServer, redis_server_binary
 from tests.support.server import ServerProcess
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n 2 --dist loadgroup`` (scripts/test.sh): each file's tests stay in one process, with
+    its module's fixtures, and the browser tests all go to one process, one after another, so that two sets of
+    browsers never share the two cores and their audio devices while the other process runs the rest."""
+    for item in items:
+        parts = item.path.relative_to(Path(__file__).parent).parts
+        group = "browser" if parts[0] == "browser" else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 # Every test client comes from 127.0.0.1: per-address limits are raised so that only the room size binds.
 RELAXED_LIMITS = ["--max-conns-per-ip", "1000", "--join-rate", "100000", "--join-burst", "10000"]
 

@@ -137,12 +137,14 @@ class BanList:
             except ValueError:
                 _log.warning("ban list from the cluster: skipped %r, not an address or range", entry[:80])
         before = set(self._entries)
+        # Enforced first, written second: the cluster already holds these bans, and a slow disk must not keep
+        # a banned address in for the length of an fsync.
+        self._set(networks)
         try:
             self._save(networks)
         except OSError as exc:
             _log.warning("ban file %s: cannot write the cluster's bans (%s); enforcing them from memory", self.path,
                          exc)
-            self._set(networks)
         return [entry for entry in self._entries if entry not in before]
 
     def entries(self) -> list[str]:
