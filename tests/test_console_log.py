@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from ghosttalk.server.process import JsonFormatter
+from ghosttalk.console import JsonFormatter
 
 
 def record(created: datetime, message: str = "joined %s", exc: bool = False) -> logging.LogRecord:

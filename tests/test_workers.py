@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -19,7 +18,7 @@ import pytest
 from ghosttalk.benchmark.server import free_port, wait_until_healthy
 from ghosttalk.cli import parse_settings
 from ghosttalk.client.participant import Client, ClientOptions
-from ghosttalk.server.supervisor import Backoff, JsonLines, carry_bans, node_id, plan, refusal
+from ghosttalk.server.supervisor import Backoff, carry_bans, node_id, plan, refusal
 from tests.support.eventually import eventually_sync
 from tests.support.probes import socket_inodes
 from tests.support.redis import RedisServer
@@ -126,13 +125,6 @@ def test_restarts_back_off_and_start_again_from_one_second_after_a_good_run() ->
     assert [backoff.after(0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
     assert backoff.after(61) == 1
     assert backoff.after(3) == 2
-
-
-def test_the_supervisor_logs_json_lines_as_the_nodes_do() -> None:
-    from ghosttalk.server.process import JsonFormatter  # the server's, imported here only
-
-    record = logging.LogRecord("ghosttalk.supervisor", logging.ERROR, __file__, 1, "node %s exited", ("n-1",), None)
-    assert JsonLines().format(record) == JsonFormatter().format(record)
 
 
 def test_the_supervisor_imports_neither_aiohttp_nor_aiortc() -> None:

@@ -22,11 +22,9 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-
-import orjson
 
 from ghosttalk.config import Config, Resolved
+from ghosttalk.console import configure_logging
 
 logger = logging.getLogger("ghosttalk.supervisor")
 
@@ -221,30 +219,6 @@ class Supervisor:
                 return 0
 
 
-class JsonLines(logging.Formatter):
-    """The server's ``--log-format json`` line shape (ghosttalk.server.process.JsonFormatter), without importing
-    the server: one object a line, ISO 8601 UTC to the millisecond."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        stamp = stamp.removesuffix("+00:00") + "Z"
-        return orjson.dumps(
-            {"ts": stamp, "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        ).decode()
-
-
-def _configure_console(config: Config) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if config.log_format == "json":
-        formatter: logging.Formatter = JsonLines()
-    else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler.setFormatter(formatter)
-    logger.handlers[:] = [handler]
-    logger.setLevel(config.log_level.upper())
-    logger.propagate = False
-
-
 def supervise(resolved: Resolved, args: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
     """Run ``resolved.config.workers`` nodes from the serve flags ``args``; the exit status for ``ghosttalk``."""
     config = resolved.config
@@ -252,7 +226,7 @@ def supervise(resolved: Resolved, args: Sequence[str], environ: Mapping[str, str
     if problem is not None:
         print(f"ghosttalk: error: {problem}", file=sys.stderr)
         return REFUSED
-    _configure_console(config)
+    configure_logging(config.log_level, config.log_format)
     env = dict(os.environ if environ is None else environ)
     if not config.admin_key:
         # One key for the machine, not one per node: /admin answers from whichever node the kernel picks. It
