@@ -174,6 +174,9 @@ async def test_ban_on_one_node_refuses_on_every_node(cluster: Cluster, http: aio
         assert not bystander.closed
         listed = (await admin(http, third, action="bans"))[1]["bans"]
         assert "203.0.113.7" in listed
+        # Each node's own file mirrors the cluster's list (what it enforces should Redis be away at its restart).
+        await eventually(lambda: (third.data_dir / "banned_ips.json").read_text(), 3, what="node3's ban file",
+                         until=lambda text: "203.0.113.7" in text)
         status, _ = await admin(http, third, "POST", action="unban", ip="203.0.113.7")
         assert status == 200
         await eventually(lambda: join_status(http, first, "banned-room", forwarded_for="203.0.113.7"), 2,

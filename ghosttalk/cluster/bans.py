@@ -80,6 +80,13 @@ class ClusterBans:
         cluster = sorted(await reply(self._redis.smembers(keys.BANS)))
         if cluster != sorted(self._bans.entries()):
             added = self._bans.replace(cluster)
+            try:
+                # In a thread: two fsyncs on a busy disk can take seconds, and a node whose loop stalls that long
+                # misses its refreshes and is taken for dead.
+                await asyncio.to_thread(self._bans.write, self._bans.entries())
+            except OSError as exc:
+                logger.warning("ban file %s: cannot write the cluster's bans (%s); enforcing them from memory",
+                               self._bans.path, exc)
             if added:
                 logger.info("bans from the cluster: %s", ", ".join(added))
                 await self._added(added)

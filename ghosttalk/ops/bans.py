@@ -127,9 +127,9 @@ class BanList:
         return True
 
     def replace(self, entries: list[str]) -> list[str]:
-        """Make the list exactly ``entries`` (the cluster's list, mirrored: ghosttalk.cluster.bans) and persist
-        it; returns the entries that are new. One that does not parse is left out. Should the file not be
-        writable, the list in memory changes all the same: the cluster's bans are enforced either way."""
+        """Enforce exactly ``entries`` from now on (the cluster's list, mirrored: ghosttalk.cluster.bans), in
+        memory only; returns the entries that are new. One that does not parse is left out. :meth:`write`
+        persists them: the cluster already holds these bans, so enforcing them waits for no disk."""
         networks: list[IPNetwork] = []
         for entry in entries:
             try:
@@ -137,15 +137,13 @@ class BanList:
             except ValueError:
                 _log.warning("ban list from the cluster: skipped %r, not an address or range", entry[:80])
         before = set(self._entries)
-        # Enforced first, written second: the cluster already holds these bans, and a slow disk must not keep
-        # a banned address in for the length of an fsync.
         self._set(networks)
-        try:
-            self._save(networks)
-        except OSError as exc:
-            _log.warning("ban file %s: cannot write the cluster's bans (%s); enforcing them from memory", self.path,
-                         exc)
         return [entry for entry in self._entries if entry not in before]
+
+    def write(self, entries: list[str]) -> None:
+        """Persist ``entries`` (already enforced) as the file. Blocking (two fsyncs): a cluster node runs it in a
+        thread, so that a slow disk does not stall its event loop. Raises ``OSError``."""
+        self._write_file(entries)
 
     def entries(self) -> list[str]:
         return list(self._entries)
@@ -169,7 +167,10 @@ class BanList:
 
     def _save(self, networks: list[IPNetwork]) -> None:
         """Persist first, then switch the in-memory list, so memory never claims a ban the disk lost."""
-        entries = [entry_text(network) for network in dict.fromkeys(networks)]
+        self._write_file([entry_text(network) for network in dict.fromkeys(networks)])
+        self._set(networks)
+
+    def _write_file(self, entries: list[str]) -> None:
         data = orjson.dumps(entries, option=orjson.OPT_INDENT_2) + b"\n"
         directory = self.path.parent
         directory.mkdir(parents=True, exist_ok=True)
@@ -189,7 +190,6 @@ class BanList:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self._set(networks)
 
     def _remove_stale_temp_files(self) -> None:
         """Temporary files are only left behind by a crash mid-write; the real file is intact."""
