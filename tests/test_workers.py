@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ghosttalk.benchmark.server import free_port, wait_until_healthy
+from ghosttalk.benchmark.server import block_of_udp_ports, free_port, wait_until_healthy
 from ghosttalk.cli import parse_settings
 from ghosttalk.client.participant import Client, ClientOptions
 from ghosttalk.server.supervisor import Backoff, carry_bans, node_id, plan, refusal
@@ -186,21 +186,6 @@ def node_sockets(supervisor: int) -> list[NodeSockets]:
     return result
 
 
-def consecutive_free_udp_ports() -> int:
-    """A UDP port whose next port is free too (the kernel hands out single ports; try a few)."""
-    for _ in range(20):
-        port = free_port(socket.SOCK_DGRAM)
-        if port >= 65535:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free UDP ports")
-
-
 @dataclass(slots=True)
 class Machine:
     proc: subprocess.Popen[bytes]
@@ -238,7 +223,7 @@ def machine(
     """``ghosttalk --workers 2`` on loopback; whatever happens, no process of it outlives the test.
 
     ``secrets_in_env``: the Redis URL comes from the environment, and no admin key is given (one is generated)."""
-    http_port, udp_port = http_port or free_port(), consecutive_free_udp_ports()
+    http_port, udp_port = http_port or free_port(), block_of_udp_ports(2)
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     secret_flags = ["--redis-url", redis.url, "--admin-key", TEST_ADMIN_KEY]
     if secrets_in_env:
