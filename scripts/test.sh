@@ -12,6 +12,7 @@ scripts/bootstrap.sh test chromium coturn shellcheck fonts-noto-cjk firefox-esr 
 .venv/bin/mypy
 scripts/check-js.sh
 # pytest exits non-zero on any failure and with 5 when no test ran; both fail this script. Two processes
-# (pytest-xdist): the browser tests in one, one after another, every other file spread over both
-# (tests/conftest.py groups them); the suite mostly waits on timers and sockets, so two halve its time.
+# (pytest-xdist): the browser tests and the ones that load the machine on purpose in one, one after another,
+# every other file spread over both (tests/conftest.py groups them); the suite mostly waits on timers and
+# sockets, so two processes take little more than half its time.
 exec .venv/bin/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup "$@"

@@ -9,15 +9,22 @@ import pytest
 from tests.support.redis import INSTALL_HINT, RedisServer, redis_server_binary
 from tests.support.server import ServerProcess
 
+# Files that load the machine on purpose (floods, fuzzing, soak, benchmarks): they run one after another with the
+# browser tests, never beside them, so that a flood cannot starve a page's audio or heartbeat into a failure.
+MACHINE_LOADERS = frozenset({
+    "test_abuse.py", "test_packet_rate.py", "test_hostile_udp.py", "test_fuzz.py", "test_soak.py", "test_bench.py",
+    "test_slow_receiver.py",
+})
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n 2 --dist loadgroup`` (scripts/test.sh): each file's tests stay in one process, with
-    its module's fixtures, and the browser tests all go to one process, one after another, so that two sets of
-    browsers never share the two cores and their audio devices while the other process runs the rest."""
+    its module's fixtures; the browser tests and the MACHINE_LOADERS all go to one process, one after another,
+    while the other process runs the rest."""
     for item in items:
         parts = item.path.relative_to(Path(__file__).parent).parts
-        group = "browser" if parts[0] == "browser" else "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
+        exclusive = parts[0] == "browser" or parts[-1] in MACHINE_LOADERS
+        item.add_marker(pytest.mark.xdist_group("exclusive" if exclusive else "/".join(parts)))
 
 
 # Every test client comes from 127.0.0.1: per-address limits are raised so that only the room size binds.
