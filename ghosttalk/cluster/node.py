@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 2.0
 # The whole ban list is read again this often even without a change announced (a lost announcement).
 BAN_SYNC_TICKS = 5
+# Rooms placed here that never opened are looked for this often (and released when seen twice in a row).
+ORPHAN_CHECK_TICKS = 3
 EVENTS_KEPT = 1000
 # A drain checks this often whether its calls have ended.
 DRAIN_POLL_SECONDS = 0.5
@@ -127,6 +129,7 @@ class ClusterNode:
         self._bridges: dict[str, BridgedSession] = {}
         self._remotes: dict[tuple[str, str], RemoteSocket] = {}
         self._sessions: Counter[str] = Counter()  # sessions on their way into each room on this node
+        self._orphans: set[str] = set()  # rooms placed here, not open here, at the last check
         self._unsent_events: deque[dict[str, object]] = deque(maxlen=EVENTS_KEPT)
         self._ban_sync_wanted = True
         self._ticks = 0
@@ -413,14 +416,28 @@ class ClusterNode:
                 self.events.emit("NODE_DEAD", level="warning", dead_node=dead)
             await self.registry.read()
             if self._ban_sync_wanted or not self.bans.in_sync or self._ticks % BAN_SYNC_TICKS == 0:
+                # Beside the tick, not in it: writing the ban file can wait on a slow disk, and the registration
+                # must be refreshed every second regardless.
                 self._ban_sync_wanted = False
-                await self._sync_bans()
+                self._spawn(self._sync_bans())
+            if self._ticks % ORPHAN_CHECK_TICKS == 0:
+                await self._release_orphans()
             await self._flush_events()
         except (RedisError, OSError) as exc:
             self.link.failed(exc)
             return
         self.link.succeeded()
         self._end_sessions_of_gone_nodes()
+
+    async def _release_orphans(self) -> None:
+        """Rooms placed here that never opened here (the page's node placed it, then its upgrade failed or the
+        page left before its ``open`` arrived) hold a place nothing else gives back: released once seen so at two
+        checks in a row, with no session on its way in."""
+        orphans = {room for room in await self.placement.placed_here()
+                   if not self.server.hosts(room) and room not in self._sessions}  # fmt: skip
+        for room in orphans & self._orphans:
+            await self.placement.release(room)
+        self._orphans = orphans - self._orphans
 
     def _end_sessions_of_gone_nodes(self) -> None:
         """Pages bridged to a node that is gone rejoin (and find their room placed anew); sessions bridged from a

@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ghosttalk.cluster import keys
+from ghosttalk.cluster.link import reply
 
 # KEYS: rooms hash, nodes set. ARGV: room, the asking node, the node key prefix.
 # The owner stays the owner while it is registered (draining or not: calls in progress stay where they are).
@@ -105,6 +106,7 @@ class Placement:
 
     def __init__(self, redis: Redis, node_id: str) -> None:
         self._node = node_id
+        self._redis = redis
         self._place = redis.register_script(_PLACE)
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
@@ -124,6 +126,10 @@ class Placement:
         if not room_ids:
             return []
         return _texts(await self._claim(keys=[keys.ROOMS], args=[self._node, keys.NODE_PREFIX, *room_ids]))
+
+    async def placed_here(self) -> set[str]:
+        """The rooms the directory places on this node."""
+        return set(_texts(await reply(self._redis.smembers(keys.node_rooms(self._node)))))
 
     async def reap(self) -> list[str]:
         return _texts(await self._reap(keys=[keys.ROOMS, keys.NODES], args=[keys.NODE_PREFIX]))

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import orjson
@@ -75,6 +76,8 @@ class BanList:
         self._hosts: set[IPAddress] = set()
         self._ranges: list[IPNetwork] = []
         self._entries: list[str] = []
+        # One writer of the file at a time: the admin panel and a cluster node write it from threads.
+        self._writing = threading.Lock()
 
     def load(self) -> None:
         """Read the file; a missing file means no bans. Raises ``BanFileError`` if it is unusable."""
@@ -111,19 +114,22 @@ class BanList:
         return address in self._hosts or any(address in network for network in self._ranges)
 
     def ban(self, spec: str) -> str:
-        """Add an address or range and persist; returns the normalised entry. ``ValueError`` if invalid."""
+        """Add an address or range and persist; returns the normalised entry. ``ValueError`` if invalid.
+        Blocking (two fsyncs): the admin panel runs it in a thread."""
         network = normalise(spec)
         entry = entry_text(network)
-        if entry not in self._entries:
-            self._save([*self._networks(), network])
+        with self._writing:
+            if entry not in self._entries:
+                self._save([*self._networks(), network])
         return entry
 
     def unban(self, spec: str) -> bool:
-        """Remove an entry (given in any spelling of it); False if it was not banned."""
+        """Remove an entry (given in any spelling of it); False if it was not banned. Blocking, as ``ban``."""
         entry = entry_text(normalise(spec))
-        if entry not in self._entries:
-            return False
-        self._save([network for network in self._networks() if entry_text(network) != entry])
+        with self._writing:
+            if entry not in self._entries:
+                return False
+            self._save([network for network in self._networks() if entry_text(network) != entry])
         return True
 
     def replace(self, entries: list[str]) -> list[str]:
@@ -143,7 +149,8 @@ class BanList:
     def write(self, entries: list[str]) -> None:
         """Persist ``entries`` (already enforced) as the file. Blocking (two fsyncs): a cluster node runs it in a
         thread, so that a slow disk does not stall its event loop. Raises ``OSError``."""
-        self._write_file(entries)
+        with self._writing:
+            self._write_file(entries)
 
     def entries(self) -> list[str]:
         return list(self._entries)

@@ -13,6 +13,7 @@ offers a key, the right one included, so guessing costs minutes per try.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import re
@@ -231,7 +232,8 @@ class AdminPanel:
             return _error(400, "ip is too long to be an address or CIDR range")
         bans = request.app[BANS]
         try:
-            entry = bans.ban(spec)
+            # In a thread: the file's fsyncs on a busy disk must not stall every call on this server.
+            entry = await asyncio.to_thread(bans.ban, spec)
         except ValueError as exc:
             return _error(400, f"cannot ban: {exc}")
         except OSError as exc:
@@ -249,7 +251,7 @@ class AdminPanel:
             return _error(400, "ip is too long to be an address or CIDR range")
         try:
             entry = entry_text(normalise(spec))
-            removed = request.app[BANS].unban(entry)
+            removed = await asyncio.to_thread(request.app[BANS].unban, entry)
         except ValueError as exc:
             return _error(400, f"cannot unban: {exc}")
         except OSError as exc:
