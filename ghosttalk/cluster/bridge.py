@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from ghosttalk.cluster.bus import Bus, Message
-from ghosttalk.contract import CloseCode
+from ghosttalk.contract import TOO_MANY_MESSAGES, CloseCode, ErrorMessage, wire
 from ghosttalk.ops.limits import TokenBucket
 
 # Frames for a page that has not read them yet: as many as a local session's outbox holds.
@@ -114,7 +115,7 @@ class BridgedSession:
                 continue
             if not self._messages.take():
                 with contextlib.suppress(ConnectionError, RuntimeError):
-                    await self.ws.send_str('{"type":"error","message":"too many messages; slow down"}')
+                    await self.ws.send_str(orjson.dumps(wire(ErrorMessage(TOO_MANY_MESSAGES))).decode())
                 self.end(CloseCode.POLICY, "limit exceeded: message_rate")
                 return
             if frame.type == WSMsgType.TEXT:

@@ -27,6 +27,9 @@ MAX_SEALED_CHARS = 5400
 # Chat messages per person: a burst of CHAT_BURST, then CHAT_PER_SECOND; over that a message is refused.
 CHAT_BURST = 5
 CHAT_PER_SECOND = 1
+# The error a session gets when it sends past its message rate (``--message-rate``), wherever that is noticed:
+# on the node holding its WebSocket or on its room's node.
+TOO_MANY_MESSAGES = "too many messages; slow down"
 # At most this many newcomers wait in a locked room's lobby at once (how long each may: ``--lobby-wait``).
 LOBBY_SIZE = 20
 # A host token (``host {token}``, ``claim_host {token}``): what the server hands out is this long.

@@ -25,6 +25,7 @@ from ghosttalk.contract import (
     CHAT_BURST,
     CHAT_PER_SECOND,
     MAX_FRAME_BYTES,
+    TOO_MANY_MESSAGES,
     Answer,
     Candidate,
     Chat,
@@ -300,7 +301,7 @@ class SignalingSession:
                 continue
             # Every frame a client sends counts against its rate, whatever it holds.
             if not self._messages.take():
-                self._over_limit(peer, "message_rate", "too many messages; slow down")
+                self._over_limit(peer, "message_rate", TOO_MANY_MESSAGES)
             elif message.type == WSMsgType.TEXT:
                 await self._dispatch(peer, message.data)
             else:
