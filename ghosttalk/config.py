@@ -144,6 +144,13 @@ def node_name(text: str) -> str:
     return text
 
 
+def node_on_port(base: str, port: int) -> str:
+    """``<base>-<port>``, within the 64 characters of a node id: the base is cut, never the port, which is what
+    tells one machine's nodes apart."""
+    suffix = f"-{port}"
+    return base[: 64 - len(suffix)] + suffix
+
+
 def checked_admin_key(text: str) -> str:
     if len(text) < MIN_ADMIN_KEY_CHARS:
         # Never echo the key: this message goes to the console and to whatever collects it.
@@ -386,9 +393,8 @@ class Config:
         port, and readable in the admin panel)."""
         if self.node_id:
             return self.node_id
-        suffix = f"-{self.rtc_udp_port}"
         host = "".join(c if NODE_NAME.fullmatch(c) else "-" for c in socket.gethostname()) or "node"
-        return host[: 64 - len(suffix)] + suffix
+        return node_on_port(host, self.rtc_udp_port)
 
     @property
     def ban_file(self) -> Path:

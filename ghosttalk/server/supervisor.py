@@ -23,13 +23,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ghosttalk.config import Config, Resolved
+from ghosttalk.config import Config, Resolved, node_on_port
 from ghosttalk.console import configure_logging
 
 logger = logging.getLogger("ghosttalk.supervisor")
 
 MAX_UDP_PORT = 65535
-MAX_NODE_ID = 64
 # A child's status for "these settings cannot serve" (a bad flag, a ban file it cannot read, a port it cannot
 # bind): starting it again would fail the same way, so the whole machine stops, as a single node would.
 REFUSED = 2
@@ -58,9 +57,7 @@ def node_id(config: Config, udp_port: int) -> str:
     (``<host name>-<port>``)."""
     if config.node_id is None:
         return replace(config, rtc_udp_port=udp_port).node_name
-    suffix = f"-{udp_port}"
-    # Cut the given id, never the port: the port is what tells this machine's nodes apart.
-    return config.node_id[: MAX_NODE_ID - len(suffix)] + suffix
+    return node_on_port(config.node_id, udp_port)
 
 
 @dataclass(frozen=True, slots=True)
