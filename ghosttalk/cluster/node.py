@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 # Redis calls fail fast while it is away: a join that needs it is told to try again rather than kept waiting.
 REDIS_TIMEOUT_SECONDS = 2.0
+# Leaving the cluster at shutdown takes at most this long per step, however Redis behaves.
+LEAVE_SECONDS = 2 * REDIS_TIMEOUT_SECONDS
 # The whole ban list is read again this often even without a change announced (a lost announcement).
 BAN_SYNC_TICKS = 5
 # Rooms placed here that never opened are looked for this often (and released when seen twice in a row).
@@ -152,12 +154,16 @@ class ClusterNode:
         so that pages told to rejoin find their rooms placed anew elsewhere. Safe to call more than once."""
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        # Bounded, as every step of a shutdown: a Redis that hangs must not keep the process from exiting.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LEAVE_SECONDS):
+                await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
         try:
-            await self._flush_events()
-            await self.placement.leave()
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(LEAVE_SECONDS):
+                await self._flush_events()
+                await self.placement.leave()
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
             # Its registration expires by itself and the others reap its rooms within seconds.
             self.link.failed(exc)
 
